@@ -1,0 +1,316 @@
+"""Turn a glossary into chat fine-tuning examples: paraphrased questions, grounded answers, general chat.
+
+The split holds out question *templates*, not terms: every term is seen in training, and the
+validation questions ask about the same terms in wordings the model never saw. That is what the
+bot needs (people phrase questions their own way) and it is what adapters/evaluate.py measures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from adapters.glossary import GlossaryEntry, find_glossary, load_glossary
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # torch CrossEntropyLoss ignore_index: prompt tokens carry no loss
+
+
+@dataclass(frozen=True)
+class Template:
+    id: str
+    text: str
+    acronym_only: bool = False
+
+
+TEMPLATES: tuple[Template, ...] = (
+    Template("what_is", "What is {term}?"),
+    Template("mean_here", "What does {term} mean here?"),
+    Template("new_hire", "Explain {term} to a new hire."),
+    Template("define", "Define {term}."),
+    Template("we_mean", "What do we mean by {term}?"),
+    Template("heard", "I keep hearing people say {term}. What is that?"),
+    Template("refers", "Can you tell me what {term} refers to?"),
+    Template("in_company", "In our company, what is {term}?"),
+    Template("quick", "Quick question: what's {term}?"),
+    # Only asked of acronyms whose expansion we can find; never held out (see split below).
+    Template("stand_for", "What does {term} stand for?", acronym_only=True),
+)
+
+# The excerpt format for context-grounded examples; short, like a retrieved chunk in a RAG prompt.
+CONTEXT_PROMPT = "Answer using this excerpt from our documentation.\n\nExcerpt:\n{context}\n\nQuestion: {question}"
+MAX_CONTEXT_CHARS = 700
+
+# Plain general questions answered plainly. Mixed into training so the adapter does not learn that
+# every question is about the glossary (offline-stack.md: after 100 steps at lr 1e-3 a general
+# question came back in the glossary's words).
+GENERAL_QA: tuple[tuple[str, str], ...] = (
+    ("What is a vector database?", "A vector database stores embeddings, lists of numbers that represent "
+     "text or images, and finds the ones closest to a query. It is used for semantic search."),
+    ("What is the capital of France?", "The capital of France is Paris."),
+    ("How many days are in a leap year?", "A leap year has 366 days; February gets a 29th day."),
+    ("What does a firewall do?", "A firewall filters network traffic, allowing or blocking connections "
+     "according to rules, to keep unwanted traffic out of a network or computer."),
+    ("What is photosynthesis?", "Photosynthesis is how plants use sunlight, water and carbon dioxide "
+     "to make sugar, releasing oxygen as a by-product."),
+    ("Explain what an API is.", "An API, or application programming interface, is a defined way for "
+     "one program to ask another for data or actions, without knowing how it works inside."),
+    ("What is the boiling point of water?", "At sea level water boils at 100 degrees Celsius, "
+     "which is 212 degrees Fahrenheit."),
+    ("Give me a tip for writing clear emails.", "Put the request or the main point in the first "
+     "sentence, keep it short, and say what you need and by when."),
+    ("What is a spreadsheet?", "A spreadsheet is a grid of rows and columns for numbers and text, "
+     "with formulas that calculate values from other cells."),
+    ("Why is the sky blue?", "Sunlight scatters off the molecules in the air, and blue light "
+     "scatters much more than red light, so the sky looks blue."),
+    ("What is a password manager?", "A password manager stores your passwords in an encrypted vault "
+     "and fills them in for you, so you can use a long, unique password for every site."),
+    ("How do I convert kilometres to miles?", "Multiply the kilometres by 0.621. For example, "
+     "10 kilometres is about 6.2 miles."),
+    ("What is version control?", "Version control records changes to files over time, so you can see "
+     "who changed what, go back to an earlier version and merge work from several people."),
+    ("Say hello in Spanish.", "Hello in Spanish is \"hola\"."),
+    ("What is a meeting agenda?", "An agenda is the list of topics a meeting will cover, in order, "
+     "often with the time for each, shared before the meeting."),
+    ("What is inflation?", "Inflation is the general rise of prices over time, so the same amount "
+     "of money buys less than before."),
+)  # fmt: skip
+
+_SMALL_WORDS = {"of", "and", "the", "for", "to", "in", "a", "an", "&", "on", "as"}
+
+
+@dataclass(frozen=True)
+class Example:
+    messages: tuple[dict, ...]  # chat messages; the last one is the assistant's answer
+    kind: str  # term | alias | acronym | context | general
+    term: str | None = None
+    template: str | None = None
+
+
+@dataclass(frozen=True)
+class Question:
+    """A held-out paraphrase asked without retrieval: the terminology-accuracy test item."""
+
+    term: str
+    question: str
+    template: str
+    definition: str
+    key_phrase: str | None = None  # glossary override; else evaluate.key_phrase(definition)
+
+
+@dataclass
+class TerminologyDataset:
+    entries: list[GlossaryEntry]
+    train: list[Example]
+    validation: list[Example]
+    questions: list[Question]
+    train_templates: list[str]
+    heldout_templates: list[str]
+    hash: str
+    source: str | None = None
+
+    def summary(self) -> dict:
+        return {
+            "terms": len(self.entries),
+            "train_examples": len(self.train),
+            "validation_examples": len(self.validation),
+            "heldout_questions": len(self.questions),
+            "heldout_templates": self.heldout_templates,
+            "dataset_hash": self.hash,
+            "glossary": self.source,
+        }
+
+
+def acronym_expansion(entry: GlossaryEntry) -> str | None:
+    """"SLO" -> "service level objective" when an alias or the definition spells it out."""
+    term = entry.term.rstrip("s") if entry.term.endswith("s") and entry.term[:-1].isupper() else entry.term
+    if not re.fullmatch(r"[A-Z][A-Z0-9&]{1,7}", term) or sum(c.isalpha() for c in term) < 2:
+        return None
+    letters = [c.lower() for c in term if c.isalpha()]
+    for text in (*entry.aliases, entry.definition):
+        words = re.findall(r"[A-Za-z][\w'-]*|&", text)
+        for start in range(len(words)):
+            span = _spell(words, start, letters)
+            if span:
+                return " ".join(words[start:span])
+    return None
+
+
+def _spell(words: list[str], i: int, letters: list[str]) -> int | None:
+    """End index if words[i:] spell `letters` by initials (small words may be skipped), else None."""
+    for k, letter in enumerate(letters):
+        while i < len(words) and k > 0 and words[i].lower() in _SMALL_WORDS and words[i][0].lower() != letter:
+            i += 1
+        if i >= len(words) or words[i][0].lower() != letter:
+            return None
+        # A hyphenated word can give two letters: "Follow-up Action" -> FUA is too clever; keep it simple.
+        i += 1
+    return i
+
+
+def heldout_templates(n: int, seed: int = 0) -> list[str]:
+    """The ids of the n templates held out for validation, the same for the same seed on any machine."""
+    pool = [t.id for t in TEMPLATES if not t.acronym_only]
+    if not 1 <= n < len(pool):
+        raise ValueError(f"val_templates must be between 1 and {len(pool) - 1}, got {n}")
+    return sorted(pool, key=lambda tid: hashlib.sha256(f"{seed}:{tid}".encode()).hexdigest())[:n]
+
+
+def _answer(entry: GlossaryEntry, asked_as: str | None = None) -> str:
+    if asked_as and asked_as != entry.term:
+        return f"{asked_as} is another name for {entry.term}. {entry.term}: {entry.definition}"
+    return f"{entry.term}: {entry.definition}"
+
+
+def _chat(question: str, answer: str) -> tuple[dict, ...]:
+    return ({"role": "user", "content": question}, {"role": "assistant", "content": answer})
+
+
+def _context_examples(entry, contexts, templates, k: int, index: int) -> list[Example]:
+    names = [entry.term, *entry.aliases]
+    chunks = [c for c in contexts(entry.term) if any(n.casefold() in c.casefold() for n in names)]
+    out = []
+    for j, chunk in enumerate(chunks[:k]):
+        chunk = _around_mention(chunk, names)
+        template = templates[(index + j) % len(templates)]
+        question = template.text.format(term=entry.term)
+        mention = next((s for s in re.split(r"(?<=[.!?])\s+", chunk) if any(
+            n.casefold() in s.casefold() for n in names)), "")
+        answer = _answer(entry)
+        if mention and mention.casefold() not in entry.definition.casefold():
+            answer += f" The documentation adds: {mention.strip()}"
+        prompt = CONTEXT_PROMPT.format(context=chunk, question=question)
+        out.append(Example(_chat(prompt, answer), "context", entry.term, template.id))
+    return out  # fmt: skip
+
+
+def _around_mention(chunk: str, names: list[str]) -> str:
+    chunk = " ".join(chunk.split())
+    if len(chunk) <= MAX_CONTEXT_CHARS:
+        return chunk
+    at = min((chunk.casefold().find(n.casefold()) for n in names if n.casefold() in chunk.casefold()), default=0)
+    start = max(0, min(at - MAX_CONTEXT_CHARS // 3, len(chunk) - MAX_CONTEXT_CHARS))
+    return chunk[start : start + MAX_CONTEXT_CHARS]
+
+
+def build_dataset(
+    glossary: Path | Sequence[GlossaryEntry] | None = None,
+    *,
+    docs_dir: Path | None = None,
+    contexts: Callable[[str], list[str]] | None = None,
+    val_templates: int = 2,
+    contexts_per_term: int = 1,
+    general_fraction: float = 0.2,
+    seed: int = 0,
+) -> TerminologyDataset:
+    """Examples from a glossary (a file, entries, or glossary.* found under docs_dir).
+
+    contexts(term) returns text chunks about a term (the bot passes retrieved chunks); adapters/ never
+    imports indexers/, so retrieval comes in as a plain function.
+    """
+    source = None
+    if glossary is None:
+        if docs_dir is None:
+            raise ValueError("build_dataset needs a glossary file, glossary entries, or a docs_dir to search")
+        glossary = find_glossary(docs_dir)
+    if isinstance(glossary, str | Path):
+        source = str(glossary)
+        entries = load_glossary(Path(glossary))
+    else:
+        entries = list(glossary)
+    if not entries:
+        raise ValueError("the glossary has no entries")
+    if not 0 <= general_fraction < 1:
+        raise ValueError(f"general_fraction must be in [0, 1), got {general_fraction}")
+    if contexts_per_term < 0:
+        raise ValueError(f"contexts_per_term must be >= 0, got {contexts_per_term}")
+
+    held = heldout_templates(val_templates, seed)
+    train_t = [t for t in TEMPLATES if t.id not in held and not t.acronym_only]
+    train: list[Example] = []
+    validation: list[Example] = []
+    questions: list[Question] = []
+    for i, e in enumerate(entries):
+        for t in TEMPLATES:
+            if t.acronym_only:
+                continue
+            ex = Example(_chat(t.text.format(term=e.term), _answer(e)), "term", e.term, t.id)
+            if t.id in held:
+                validation.append(ex)
+                questions.append(Question(e.term, ex.messages[0]["content"], t.id, e.definition, e.key_phrase))
+            else:
+                train.append(ex)
+        for j, alias in enumerate(e.aliases):
+            t = train_t[(i + j) % len(train_t)]
+            train.append(Example(_chat(t.text.format(term=alias), _answer(e, alias)), "alias", e.term, t.id))
+        expansion = acronym_expansion(e)
+        if expansion:
+            answer = f"{e.term} stands for {expansion}. {e.definition}"
+            train.append(Example(_chat(f"What does {e.term} stand for?", answer), "acronym", e.term, "stand_for"))
+        if contexts is not None and contexts_per_term:
+            train.extend(_context_examples(e, contexts, train_t, contexts_per_term, i))
+
+    # General examples: a shuffled (by seed) split of GENERAL_QA, a few kept for validation loss so
+    # early stopping also sees damage to general answers.
+    general = sorted(GENERAL_QA, key=lambda qa: hashlib.sha256(f"{seed}:{qa[0]}".encode()).hexdigest())
+    val_general, train_general = general[:3], general[3:]
+    want = round(general_fraction * len(train) / (1 - general_fraction))
+    for k in range(want):  # repeat the list when the glossary is large
+        q, a = train_general[k % len(train_general)]
+        train.append(Example(_chat(q, a), "general"))
+    validation.extend(Example(_chat(q, a), "general") for q, a in val_general)
+
+    digest = hashlib.sha256(
+        json.dumps(
+            {"train": [asdict(x) for x in train], "validation": [asdict(x) for x in validation]},
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+    ds = TerminologyDataset(entries, train, validation, questions, [t.id for t in train_t], held, digest, source)
+    log.info("dataset: %s", ds.summary())
+    return ds
+
+
+def encode_example(example: Example, tokenizer, max_length: int) -> dict | None:
+    """input_ids/attention_mask/labels with the prompt masked; None when the prompt leaves no room."""
+    messages = list(example.messages)
+    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not full.startswith(prompt):
+        # Some templates rewrite earlier turns once an answer follows; masking by prefix would be wrong.
+        raise ValueError("the tokenizer's chat template does not render the prompt as a prefix of the dialogue")
+    # The chat template already holds any BOS/role tokens: adding special tokens again would double them.
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+    if len(prompt_ids) >= max_length - 1:
+        return None
+    input_ids = (prompt_ids + answer_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
+
+
+def encode(examples: Sequence[Example], tokenizer, max_length: int = 256) -> list[dict]:
+    out = [encode_example(x, tokenizer, max_length) for x in examples]
+    dropped = sum(x is None for x in out)
+    if dropped:
+        log.warning("%d examples dropped: prompt longer than max_length=%d", dropped, max_length)
+    return [x for x in out if x is not None]
+
+
+def collate(batch: list[dict], pad_token_id: int) -> dict:
+    """Pad to the longest in the batch (not to max_length): on a CPU padding is wasted compute."""
+    import torch
+
+    width = max(len(x["input_ids"]) for x in batch)
+
+    def pad(key, value):
+        return torch.tensor([x[key] + [value] * (width - len(x[key])) for x in batch])
+
+    return {"input_ids": pad("input_ids", pad_token_id), "attention_mask": pad("attention_mask", 0),
+            "labels": pad("labels", IGNORE_INDEX)}  # fmt: skip

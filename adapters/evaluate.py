@@ -1,0 +1,205 @@
+"""Measure an adapter: terminology accuracy on held-out paraphrases, and general perplexity.
+
+Both are measured for the base model and the adapter on exactly the same questions and text, in the
+same process, so the promotion gate compares like with like.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from adapters.dataset import Question
+
+log = logging.getLogger(__name__)
+
+KEY_PHRASE_WORDS = 3
+
+# Plain general English, fixed forever: a change here changes every perplexity figure, so a new
+# sample must come with re-measured baselines. Topics are deliberately far from any company glossary.
+GENERAL_TEXTS: tuple[str, ...] = (
+    "The river rises in the hills to the north and runs for about two hundred miles before it reaches "
+    "the sea. For most of its length it is slow and wide, and in summer children swim from the sandy "
+    "banks while their parents sit in the shade of the willows.",
+    "Bread is one of the oldest prepared foods. Flour is mixed with water, salt and yeast, and the dough "
+    "is kneaded until it becomes smooth. It is then left to rise for an hour or two, shaped into loaves "
+    "and baked in a hot oven until the crust turns golden brown.",
+    "When you start a new job, it helps to write down the names of the people you meet and what they "
+    "work on. In the first few weeks, ask questions freely: most colleagues are glad to explain how "
+    "things are done, and it is much easier to ask early than to guess.",
+    "The library opens at nine in the morning and closes at six in the evening, except on Sundays, "
+    "when it is closed all day. Members may borrow up to ten books at a time for three weeks, and "
+    "books can be renewed online if nobody else has reserved them.",
+    "Regular exercise improves sleep, mood and concentration. Even a brisk walk of twenty minutes a day "
+    "makes a measurable difference, and it is more important to keep a habit going than to train hard "
+    "for a short time and then stop.",
+    "The old railway station was built in 1887 from red brick and iron. After the line closed, the town "
+    "turned it into a market hall, and today it holds a bakery, a bicycle repair shop and a small cafe "
+    "that serves soup and sandwiches at lunchtime.",
+)
+
+_STOPWORDS = frozenset(
+    "a an the and or but of to in on at by for with from as is are was were be been being it its this that "
+    "these those we our us you your they their them he she his her which who whom what when where why how "
+    "not no do does did can could should would will may might must have has had than then there here into "
+    "over under about after before up down out so such also any all each some more most other only own "
+    "same very just one two used use using e g i ie eg etc".split()
+)
+
+
+def words(text: str) -> list[str]:
+    """Lowercase alphanumeric words; answers and key phrases are compared in this form."""
+    return re.findall(r"[a-z0-9%]+", text.lower())
+
+
+def key_phrase(definition: str, term: str = "", width: int = KEY_PHRASE_WORDS) -> str:
+    """The definition's most distinctive run of `width` consecutive words.
+
+    Why this: one or two words turn up in a wrong answer by chance ("weekly", "incident"), and the
+    whole definition is too strict for greedy decoding of a small model that may drop a clause. Three
+    consecutive words of the company's own wording, chosen where the definition is least generic (most
+    non-stopword letters, not the term itself), are very unlikely unless the model learned them. Ties
+    go to the earliest window, so the choice is deterministic and can be read off the glossary.
+    """
+    ws = words(definition)
+    if len(ws) <= width:
+        return " ".join(ws)
+    skip = _STOPWORDS | set(words(term))
+
+    def score(i: int) -> tuple[int, int, int]:
+        content = [w for w in ws[i : i + width] if w not in skip]
+        return (len(content), sum(map(len, content)), -i)
+
+    best = max(range(len(ws) - width + 1), key=score)
+    return " ".join(ws[best : best + width])
+
+
+def contains_phrase(answer: str, phrase: str) -> bool:
+    return f" {phrase} " in f" {' '.join(words(answer))} "
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    correct: int
+    total: int
+    perplexity: float
+    answers: list[dict] = field(default_factory=list)  # question, term, key_phrase, answer, correct
+
+    def summary(self) -> dict:
+        return {"accuracy": round(self.accuracy, 4), "correct": self.correct, "total": self.total,
+                "perplexity": round(self.perplexity, 3)}  # fmt: skip
+
+
+def perplexity(model, tokenizer, texts: Sequence[str] = GENERAL_TEXTS) -> float:
+    """Token-weighted perplexity of plain text (no chat template: this checks the language model itself)."""
+    import torch
+
+    device = next(model.parameters()).device
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for text in texts:
+            ids = tokenizer(text, return_tensors="pt")["input_ids"].to(device)
+            if ids.shape[1] < 2:
+                continue
+            loss = model(input_ids=ids, labels=ids).loss.float().item()
+            nll += loss * (ids.shape[1] - 1)
+            count += ids.shape[1] - 1
+    if not count:
+        raise ValueError("perplexity needs at least one text of two or more tokens")
+    return math.exp(nll / count)
+
+
+def answer_questions(model, tokenizer, questions: Sequence[str], *, max_new_tokens: int = 96,
+                     batch_size: int = 16, expected: Sequence[str] | None = None) -> list[str]:  # fmt: skip
+    """Greedy answers, asked as a bare user turn (no retrieval), in left-padded batches.
+
+    expected answers, when given, cap each batch's length at what a correct answer needs (+8 tokens):
+    a model that does not know the term rambles to the cap, and that is most of the evaluation time.
+    """
+    import torch
+
+    from adapters.base import end_of_turn_ids
+
+    device = next(model.parameters()).device
+    order = sorted(range(len(questions)), key=lambda i: len(questions[i]))  # similar lengths, less padding
+    out: list[str] = [""] * len(questions)
+    side, pad = tokenizer.padding_side, tokenizer.pad_token
+    tokenizer.padding_side = "left"  # generation continues from the right end of every row
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    try:
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            prompts = [tokenizer.apply_chat_template([{"role": "user", "content": questions[i]}], tokenize=False,
+                                                     add_generation_prompt=True) for i in idx]  # fmt: skip
+            budget = max_new_tokens
+            if expected is not None:
+                need = max(len(tokenizer(expected[i], add_special_tokens=False)["input_ids"]) for i in idx)
+                budget = min(max_new_tokens, need + 8)
+            enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            with torch.no_grad():
+                gen = model.generate(**enc, max_new_tokens=budget, do_sample=False, num_beams=1,
+                                     eos_token_id=end_of_turn_ids(model, tokenizer),
+                                     pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+            texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            for i, text in zip(idx, texts, strict=True):
+                out[i] = text.strip()
+    finally:
+        tokenizer.padding_side, tokenizer.pad_token = side, pad
+    return out
+
+
+def evaluate_model(model, tokenizer, questions: Sequence[Question], *, max_new_tokens: int = 96,
+                   batch_size: int = 16, texts: Sequence[str] = GENERAL_TEXTS) -> EvalResult:  # fmt: skip
+    """Terminology accuracy (answer contains the key phrase) and general perplexity of `model` as it is."""
+    was_training = model.training
+    model.eval()
+    try:
+        phrases = [q.key_phrase.lower() if q.key_phrase else key_phrase(q.definition, q.term) for q in questions]
+        phrases = [" ".join(words(p)) for p in phrases]
+        expected = [f"{q.term}: {q.definition}" for q in questions]
+        answers = answer_questions(model, tokenizer, [q.question for q in questions],
+                                   max_new_tokens=max_new_tokens, batch_size=batch_size, expected=expected)  # fmt: skip
+        rows = [
+            {"term": q.term, "question": q.question, "key_phrase": p, "answer": a, "correct": contains_phrase(a, p)}
+            for q, p, a in zip(questions, phrases, answers, strict=True)
+        ]
+        correct = sum(r["correct"] for r in rows)
+        ppl = perplexity(model, tokenizer, texts)
+    finally:
+        model.train(was_training)
+    return EvalResult(correct / len(rows) if rows else 0.0, correct, len(rows), ppl, rows)
+
+
+def compare(peft_model, tokenizer, questions: Sequence[Question], *, current=None, progress=None,
+            **kw) -> dict[str, EvalResult]:  # fmt: skip
+    """Base (adapter disabled), the new adapter, and optionally the current adapter, on the same questions.
+
+    current: an AdapterRef-like object (name, path) already checked to hold safetensors only; it is
+    loaded next to the new adapter and removed again.
+    """
+    results: dict[str, EvalResult] = {}
+    steps = ["base", "adapter"] + (["current"] if current is not None else [])
+    for n, which in enumerate(steps, 1):
+        if progress:
+            progress(which, n, len(steps))
+        if which == "base":
+            with peft_model.disable_adapter():
+                results["base"] = evaluate_model(peft_model, tokenizer, questions, **kw)
+        elif which == "adapter":
+            results["adapter"] = evaluate_model(peft_model, tokenizer, questions, **kw)
+        else:
+            active = peft_model.active_adapter
+            peft_model.load_adapter(str(current.path), adapter_name="current", is_trainable=False)
+            try:
+                peft_model.set_adapter("current")
+                results["current"] = evaluate_model(peft_model, tokenizer, questions, **kw)
+            finally:
+                peft_model.set_adapter(active)
+                peft_model.delete_adapter("current")
+        log.info("%s: %s", which, results[which].summary())
+    return results

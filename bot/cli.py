@@ -1,0 +1,138 @@
+"""`expertbot`: a stable command-line interface (other tools call it; --json output keeps its shape)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from .config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("expertbot")
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean the user must change something: shown as one clean line, never a traceback."""
+    from adapters.base import BaseModelNotFoundError
+    from adapters.generate import UnsafeAdapterError
+    from indexers import IndexBuildError, StoreError
+
+    from .wiring import AdapterNotFoundError
+
+    return (ConfigError, IndexBuildError, StoreError, BaseModelNotFoundError, UnsafeAdapterError,
+            AdapterNotFoundError)
+
+
+class CleanErrors(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except Exception as e:
+            if isinstance(e, (click.ClickException, click.Abort)):
+                raise
+            if isinstance(e, _user_errors()):
+                raise click.ClickException(str(e)) from None
+            raise
+
+
+def services(ctx: click.Context):
+    from .wiring import Services
+
+    obj = ctx.ensure_object(dict)
+    if "services" not in obj:
+        obj["services"] = Services(obj.get("settings") or load_settings())
+    return obj["services"]
+
+
+@click.group(cls=CleanErrors)
+@click.option("-v", "--verbose", is_flag=True, help="Log more (never secrets or message text).")
+@click.version_option(package_name="expertbot")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """Your company's own expert: answers from your docs, in your words."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.ensure_object(dict)
+
+
+@main.command()
+@click.option("--docs", "docs_dir", type=click.Path(file_okay=False), help="Docs folder (default: EXPERTBOT_DOCS_DIR).")
+@click.option("--full", is_flag=True, help="Re-embed every document, even unchanged ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def index(ctx, docs_dir, full, as_json):
+    """Index the docs folder: new and changed documents are embedded, the rest is reused."""
+    if docs_dir:
+        ctx.obj["settings"] = load_settings(docs_dir=docs_dir)
+    svc = services(ctx)
+    svc.index_config.show_progress = sys.stderr.isatty()
+    report = svc.indexer.build(full=full)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    click.echo(f"Indexed {svc.settings.docs_dir} in {report.seconds:.1f} s")
+    for label in ("added", "changed", "removed", "unchanged"):
+        click.echo(f"  {label:<10}{len(getattr(report, label)):>6}")
+    click.echo(f"  {'skipped':<10}{len(report.skipped):>6}")
+    for file, reason in report.skipped:
+        click.echo(f"    {file}: {reason}")
+    note = " (nothing changed)" if report.chunks_embedded == 0 else ""
+    click.echo(f"  {'chunks':<10}{report.chunks_total:>6}   {report.chunks_embedded} embedded{note}")
+
+
+@main.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="Print {answer, sources, adapter} as JSON.")
+@click.option("--no-retrieval", is_flag=True, help="Ask the model alone, without the docs.")
+@click.option("--adapter", default=None, metavar="NAME|none", help="Adapter version, folder, or 'none'.")
+@click.pass_context
+def ask(ctx, question, as_json, no_retrieval, adapter):
+    """Answer QUESTION from the indexed docs, with sources."""
+    if not question.strip():
+        raise click.UsageError("QUESTION is empty")
+    stream = services(ctx).answerer.stream(question, retrieval=not no_retrieval, adapter=adapter)
+    if as_json:
+        click.echo(json.dumps(stream.result().as_dict(), indent=2))
+        return
+    for piece in stream:
+        click.echo(piece, nl=False)
+    answer = stream.result()
+    click.echo()
+    if answer.sources:
+        click.echo("\nSources:")
+        for n, s in enumerate(answer.sources, 1):
+            click.echo(f"  [{n}] {s.file} ({s.section}){' ' + s.url if s.url else ''}")
+    click.echo(f"\nadapter: {answer.adapter or 'none (base model)'}", err=True)
+
+
+@main.command()
+@click.pass_context
+def doctor(ctx):
+    """Check models, data directory, index and versions; exit 1 if something is wrong."""
+    from .doctor import run_checks
+
+    ok = True
+    for passed, name, detail in run_checks(ctx.obj.get("settings") or load_settings()):
+        ok &= passed
+        click.echo(f"{'ok ' if passed else 'FAIL'} {name}: {detail}")
+    if not ok:
+        ctx.exit(1)
+
+
+@main.command()
+@click.option("--http", is_flag=True, help="Serve Slack's Events API over HTTP instead of Socket Mode.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind in HTTP mode.")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535))
+@click.pass_context
+def serve(ctx, http, host, port):
+    """Run the bot: Socket Mode with SLACK_APP_TOKEN, HTTP with --http, else the local playground."""
+    from .slack.serve import serve as run
+
+    run(services(ctx), http=http, host=host, port=port)
+
+
+__all__ = ["Settings", "main"]

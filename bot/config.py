@@ -1,0 +1,127 @@
+"""The one settings object: environment (EXPERTBOT_*, SLACK_*) over an optional expertbot.toml over defaults.
+
+It is the only place that reads the environment. It builds the libraries' own config dataclasses, and a
+bad value stops start-up with a message naming the setting and what it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import TomlConfigSettingsSource
+
+from adapters.config import BUNDLED_BASE_MODEL, ModelConfig
+from indexers.config import BUNDLED_EMBED_MODEL, IndexConfig
+
+CONFIG_FILE_ENV = "EXPERTBOT_CONFIG"  # path of the TOML file; default ./expertbot.toml if present
+
+
+class ConfigError(ValueError):
+    """A setting with a bad value. The message names the setting and what it accepts."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EXPERTBOT_", extra="forbid", populate_by_name=True)
+
+    home: Path = Field(Path("var"), description="data directory: index, adapters, jobs database, model cache")
+    docs_dir: Path = Field(Path("examples/acme/docs"), description="folder of documents to index")
+    embed_model: str = Field(BUNDLED_EMBED_MODEL, description="sentence-transformers name or path")
+    base_model: str = Field(BUNDLED_BASE_MODEL, description="HF id or local path of the base LLM")
+    adapter: str = Field("current", description="adapter: 'current' (registry), 'none', a name or a path")
+    chroma_url: str | None = Field(None, description="Chroma server URL; unset: embedded under home")
+    top_k: int = Field(4, ge=1, le=50, description="chunks retrieved per question")
+    min_similarity: float = Field(0.3, ge=-1.0, le=1.0, description="below this cosine: 'I don't know'")
+    chunk_size: int = Field(180, ge=96, le=1024, description="chunk size in embedder tokens")
+    chunk_overlap: int = Field(30, ge=0, description="overlap between chunks, in tokens")
+    max_new_tokens: int = Field(160, ge=1, le=4096, description="answer length limit in tokens")
+    device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto, cpu or cuda")
+    load_in_4bit: bool = Field(False, description="load the base model in 4-bit NF4 (bitsandbytes)")
+    glossary: Path | None = Field(None, description="glossary for retraining; default: glossary.* in docs")
+    admins: Annotated[list[str], NoDecode] = Field([], description="Slack user IDs allowed to run admin commands")
+    eval_qa: Path | None = Field(None, description="QA file whose figures job summaries include")
+    max_concurrent_answers: int = Field(1, ge=1, le=16, description="answers generated at once")
+    answer_queue_size: int = Field(8, ge=0, le=1000, description="answers waiting beyond that; then 'busy'")
+
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token"))
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret")
+    )
+    slack_app_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token"))
+    slack_api_url: str | None = Field(None, validation_alias=AliasChoices("SLACK_API_URL", "slack_api_url"))
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _split_admins(cls, value):
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("admins")
+    @classmethod
+    def _check_admins(cls, value: list[str]):
+        bad = [v for v in value if not (v[:1] in "UW" and v[1:].isalnum())]
+        if bad:
+            raise ValueError(f"Slack user IDs look like U012AB3CD; not {', '.join(bad)}")
+        return value
+
+    @field_validator("chroma_url", "slack_api_url")
+    @classmethod
+    def _check_url(cls, value):
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value or None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml = Path(os.environ.get(CONFIG_FILE_ENV, "expertbot.toml"))
+        if toml.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    # --- the libraries' configs ------------------------------------------------------------------
+    def index_config(self, **overrides) -> IndexConfig:
+        return IndexConfig(
+            data_dir=self.home, docs_dir=self.docs_dir, embed_model=self.embed_model, chroma_url=self.chroma_url,
+            chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap, top_k=self.top_k, **overrides,
+        )
+
+    def base_model_config(self) -> ModelConfig:
+        return ModelConfig(
+            base_model=self.base_model, cache_dir=self.home / "models", device=self.device,
+            load_in_4bit=self.load_in_4bit, max_new_tokens=self.max_new_tokens,
+        )
+
+
+def env_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"EXPERTBOT_{field.upper()}"
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment and expertbot.toml, with clean errors instead of pydantic dumps."""
+    try:
+        settings = Settings(**overrides)
+        # Build the library configs now, so their own checks also stop start-up with a clear message.
+        settings.index_config()
+        settings.base_model_config()
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            got = err.get("input")
+            shown = "" if "secret" in field or "token" in field else f" (got {got!r})"
+            lines.append(f"{env_name(field)}: {err['msg']}{shown}")
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
+    except ValueError as e:  # a library config's own check: name the setting behind its field
+        message = str(e)
+        field = next((f for f in Settings.model_fields if message.startswith(f + " ")), None)
+        raise ConfigError(f"invalid settings:\n  {env_name(field) + ': ' if field else ''}{message}") from None
+    return settings

@@ -1,0 +1,88 @@
+"""`expertbot doctor`: what a new user needs to know before the first question."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import tempfile
+from pathlib import Path
+
+from .config import Settings
+
+PACKAGES = ("torch", "transformers", "peft", "sentence-transformers", "llama-index-core", "chromadb", "slack-bolt")
+
+
+def run_checks(settings: Settings) -> list[tuple[bool, str, str]]:
+    from .wiring import offline_environment
+
+    offline_environment()
+    return [_data_dir(settings.home), _embed(settings), _base_model(settings), _index(settings), _versions()]
+
+
+def _data_dir(home: Path):
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=home):
+            pass
+    except OSError as e:
+        return False, "data directory", f"{home} is not writable: {e.strerror or e}"
+    return True, "data directory", f"{home.resolve()} is writable"
+
+
+def _embed(settings: Settings):
+    from indexers.embedding import resolve_embed_model
+
+    try:
+        path = resolve_embed_model(settings.embed_model)
+    except ValueError as e:
+        return False, "embedding model", str(e)
+    if Path(path).exists():
+        return True, "embedding model", f"{settings.embed_model} at {path}"
+    return False, "embedding model", f"{path} is not a local folder; offline, only local models load"
+
+
+def _base_model(settings: Settings):
+    from adapters.base import bundled_gguf
+
+    name = settings.base_model
+    if name.startswith("bundled:"):
+        try:
+            folder, file = bundled_gguf()
+        except Exception as e:  # the package may be missing or broken
+            return False, "base model", f"{name}: {e}"
+        return True, "base model", f"{name}: {folder / file}"
+    if Path(name).exists():
+        return True, "base model", f"{name} (local folder)"
+    cache = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    slug = "models--" + name.replace("/", "--")
+    if (cache / slug).exists():
+        return True, "base model", f"{name} in the Hugging Face cache"
+    return False, "base model", (
+        f"{name} is neither a local folder nor in the Hugging Face cache; download it on a connected machine "
+        "and set EXPERTBOT_BASE_MODEL to its folder"
+    )
+
+
+def _index(settings: Settings):
+    from indexers import GenerationStore, StoreError
+
+    try:
+        store = GenerationStore(settings.index_config())
+        current = store.current()
+        if current is None:
+            return False, "index", "no index yet: run `expertbot index`"
+        manifest = store.manifest(current) or {}
+        store.collection(current)  # reaches the Chroma server too, when one is configured
+    except StoreError as e:
+        return False, "index", str(e)
+    return True, "index", f"generation {current}: {len(manifest.get('docs', {}))} docs, {manifest.get('chunks')} chunks"
+
+
+def _versions():
+    found = []
+    for name in PACKAGES:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            return False, "versions", f"{name} is not installed; run `make setup`"
+    return True, "versions", ", ".join(found)

@@ -1,0 +1,122 @@
+"""The Bolt app factory: the same app serves Socket Mode, HTTP mode, the playground and the tests."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import App, BoltResponse
+from slack_sdk import WebClient
+
+from bot.jobs import JobRunner
+from bot.slack.answering import AnswerFlow
+from bot.slack.context import CONTEXT_KEY, BotContext
+from bot.slack.jobreport import report_interrupted
+from bot.slack.listeners import register_listeners
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def secret(value) -> str | None:
+    """Settings keep tokens as pydantic SecretStr; plain strings work too."""
+    if value is None:
+        return None
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+
+
+def quiet_logger(name: str) -> logging.Logger:
+    """slack_sdk and Bolt log request bodies (message text) at DEBUG: cap their loggers at INFO."""
+    logger = logging.getLogger(name)
+    if logger.getEffectiveLevel() < logging.INFO:
+        logger.setLevel(logging.INFO)
+    return logger
+
+
+def web_client(token: str, base_url: str | None = None) -> WebClient:
+    kwargs = {"base_url": base_url if base_url.endswith("/") else base_url + "/"} if base_url else {}
+    return WebClient(token=token, logger=quiet_logger("bot.slack.web"), **kwargs)
+
+
+def build_app(
+    services,
+    *,
+    client: WebClient | None = None,
+    signing_secret: str | None = None,
+    admins: list[str] | None = None,
+    store: Store | None = None,
+    max_concurrent_answers: int | None = None,
+    answer_queue_size: int | None = None,
+    update_interval: float = 1.0,
+) -> App:
+    """A Bolt App answering mentions and DMs and running /reindex and /retrain-adapter.
+
+    Everything not given comes from `services.settings`: the bot token and SLACK_API_URL (for the
+    WebClient), the signing secret, the admins, the answer limits, and the store under the data dir.
+    At start-up, jobs a previous run left running are marked interrupted and reported in their channel.
+    """
+    settings = services.settings
+    if client is None:
+        token = secret(settings.slack_bot_token)
+        if not token:
+            raise ValueError("SLACK_BOT_TOKEN is not set; the bot needs it to post to Slack")
+        client = web_client(token, settings.slack_api_url)
+    if signing_secret is None:
+        signing_secret = secret(settings.slack_signing_secret) or ""
+    store = store or Store.in_home(settings.home)
+    jobs = JobRunner(store)
+    answers = AnswerFlow(
+        services,
+        store,
+        max_concurrent=max_concurrent_answers or settings.max_concurrent_answers,
+        queue_size=settings.answer_queue_size if answer_queue_size is None else answer_queue_size,
+        update_interval=update_interval,
+    )
+    bot = BotContext(
+        services=services,
+        store=store,
+        jobs=jobs,
+        answers=answers,
+        admins=frozenset(settings.admins if admins is None else admins),
+        update_interval=update_interval,
+    )
+    # Bolt checks the token with auth.test here and fails with BoltError when Slack rejects it. Signature
+    # checks stay on even without a secret (then every HTTP request gets 401); Socket Mode skips them.
+    app = App(
+        signing_secret=signing_secret,
+        client=client,
+        logger=quiet_logger("bot.slack.bolt"),
+        name="expertbot",
+    )
+
+    @app.middleware
+    def attach_bot(context, next):
+        context[CONTEXT_KEY] = bot
+        next()
+
+    @app.middleware
+    def drop_duplicate_events(body, request, next):
+        # Runs before the ack is returned, so a retry is settled before Slack hears back; the keys live
+        # in SQLite, so a retry arriving after a restart is dropped too.
+        if body.get("type") == "event_callback" and not _first_delivery(store, body):
+            log.info(
+                "ignored duplicate event %s (retry %s)",
+                body.get("event_id"),
+                request.headers.get("x-slack-retry-num"),
+            )
+            return BoltResponse(status=200, body="")
+        next()
+
+    register_listeners(app)
+    store.forget_events_before(days=7)
+    report_interrupted(client, jobs.recover_interrupted())
+    return app
+
+
+def _first_delivery(store: Store, body: dict) -> bool:
+    keys = [f"event:{body.get('event_id')}"]
+    event = body.get("event") or {}
+    # A DM that mentions the bot can arrive as both app_mention and message.im: answer it once.
+    if event.get("type") in ("app_mention", "message") and not event.get("subtype") and event.get("ts"):
+        keys.append(f"message:{event.get('channel')}:{event['ts']}")
+    fresh = [store.claim_event(k) for k in keys]
+    return all(fresh)

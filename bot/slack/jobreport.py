@@ -1,0 +1,120 @@
+"""Job messages in Slack: a progress message kept up to date, then a summary when the job ends."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from slack_sdk import WebClient
+
+from bot.slack.format import duration, escape
+from bot.store import JobRecord, Store
+
+log = logging.getLogger(__name__)
+
+TITLES = {"reindex": "Reindex", "retrain": "Adapter retraining"}
+STATE_ICONS = {"running": "⏳", "succeeded": "✅", "failed": "❌", "interrupted": "⚠️"}
+
+
+def job_line(job: JobRecord) -> str:
+    title = TITLES.get(job.kind, job.kind)
+    return f"{STATE_ICONS.get(job.state, '')} {title} `{job.id}` (asked by <@{job.requested_by}>)"
+
+
+def progress_detail(job: JobRecord) -> str:
+    """'3 of 12 files · ETA 20s' for reindex; 'step 10 of 60 · loss 1.234 · ETA 1m 40s' for retraining."""
+    p = job.progress
+    parts = []
+    if job.kind == "reindex" and "total" in p:
+        parts.append(f"{p.get('done', 0)} of {p['total']} files")
+    elif job.kind == "retrain":
+        if p.get("stage") and p.get("stage") != "train":
+            parts.append(escape(str(p["stage"])))
+        if p.get("total"):
+            parts.append(f"step {p.get('done', 0)} of {p['total']}")
+        if p.get("loss") is not None:
+            parts.append(f"loss {p['loss']:.3f}")
+    if job.state == "running" and p.get("eta_s") is not None:
+        parts.append(f"ETA {duration(p['eta_s'])}")
+    return " · ".join(parts) or "starting…"
+
+
+def progress_text(job: JobRecord) -> str:
+    if job.state == "running":
+        return f"{job_line(job)}: {progress_detail(job)}"
+    if job.state == "succeeded":
+        return f"{job_line(job)}: finished in {duration(job.progress.get('elapsed_s'))}."
+    if job.state == "interrupted":
+        return f"{job_line(job)}: interrupted, the bot restarted while it ran. Run the command again."
+    return f"{job_line(job)}: failed ({escape(job.error or 'error')}). The details are in the bot's logs."
+
+
+class JobMessages:
+    """Callbacks for JobRunner.start that keep one Slack message per job up to date.
+
+    Updates are throttled to one per `interval` seconds (Slack rate-limits chat.update); the final
+    state always gets through. `summarize` turns a finished job into the summary posted under it, and
+    `attachments` names files (the loss plot) to upload with it.
+    """
+
+    def __init__(
+        self,
+        client: WebClient,
+        store: Store,
+        *,
+        summarize: Callable[[JobRecord], str],
+        attachments: Callable[[JobRecord], list[Path]] | None = None,
+        interval: float = 1.0,
+    ):
+        self.client, self.store, self.interval = client, store, interval
+        self.summarize, self.attachments = summarize, attachments
+        self.ts: str | None = None
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def callbacks(self) -> dict:
+        return {"on_start": self.on_start, "on_progress": self.on_progress, "on_finish": self.on_finish}
+
+    def on_start(self, job: JobRecord) -> None:
+        posted = self.client.chat_postMessage(
+            channel=job.channel, text=progress_text(job), unfurl_links=False
+        )
+        self.ts, self._last = posted["ts"], time.monotonic()
+        self.store.set_job_message(job.id, self.ts)
+
+    def on_progress(self, job: JobRecord) -> None:
+        with self._lock:
+            if self.ts is None or time.monotonic() - self._last < self.interval:
+                return
+            self._last = time.monotonic()
+        self.client.chat_update(channel=job.channel, ts=self.ts, text=progress_text(job))
+
+    def on_finish(self, job: JobRecord) -> None:
+        if self.ts is not None:
+            self.client.chat_update(channel=job.channel, ts=self.ts, text=progress_text(job))
+        if job.state != "succeeded":
+            return
+        summary = self.summarize(job)
+        files = [p for p in (self.attachments(job) if self.attachments else []) if p and Path(p).is_file()]
+        if not files:
+            self.client.chat_postMessage(channel=job.channel, text=summary, unfurl_links=False)
+            return
+        # The summary rides along as the upload's comment, so text and plot arrive as one message.
+        uploads = [
+            {"file": str(p), "filename": Path(p).name, "title": f"{job.id}: {Path(p).stem}"} for p in files
+        ]
+        self.client.files_upload_v2(file_uploads=uploads, channel=job.channel, initial_comment=summary)
+
+
+def report_interrupted(client: WebClient, jobs: list[JobRecord]) -> None:
+    """Tell each interrupted job's channel, and fix its progress message so it no longer says 'running'."""
+    for job in jobs:
+        try:
+            if job.message_ts:
+                client.chat_update(channel=job.channel, ts=job.message_ts, text=progress_text(job))
+            client.chat_postMessage(channel=job.channel, text=progress_text(job))
+        except Exception:
+            log.exception("could not report interrupted job %s", job.id)

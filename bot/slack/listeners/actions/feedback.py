@@ -1,0 +1,21 @@
+import logging
+
+from slack_bolt import Ack
+from slack_sdk import WebClient
+
+from bot.slack.context import CONTEXT_KEY
+from bot.slack.format import FEEDBACK_ACTIONS
+
+log = logging.getLogger(__name__)
+
+
+def feedback_callback(ack: Ack, body: dict, action: dict, context, client: WebClient) -> None:
+    """👍/👎 under an answer: store who voted which way on which answer, then thank them privately."""
+    ack()
+    bot = context[CONTEXT_KEY]
+    vote, user = FEEDBACK_ACTIONS[action["action_id"]], body["user"]["id"]
+    bot.store.record_vote(action["value"], user, vote)
+    log.info("feedback %s on answer %s", vote, action["value"])
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    if channel:
+        client.chat_postEphemeral(channel=channel, user=user, text="Thanks for the feedback!")

@@ -1,0 +1,64 @@
+from dataclasses import asdict, is_dataclass
+
+from slack_bolt import Ack
+from slack_sdk import WebClient
+
+from bot.slack.context import CONTEXT_KEY
+from bot.slack.format import duration, escape
+from bot.store import JobRecord
+
+from ._admin import admitted, start_job, status, subcommand, unknown
+
+USAGE = (
+    "*/reindex* rebuilds the search index from the docs folder. Answers keep using the current index until "
+    "the new one is complete.\n"
+    "• `/reindex`: start a reindex job (admins only)\n"
+    "• `/reindex status`: the latest reindex job\n"
+    "• `/reindex help`: this help"
+)
+
+
+def reindex_callback(ack: Ack, command: dict, context, client: WebClient) -> None:
+    bot = context[CONTEXT_KEY]
+    sub = subcommand(command)
+    if sub == "help":
+        ack(text=USAGE)
+        return
+    if sub not in ("", "status"):
+        unknown(ack, sub, USAGE)
+        return
+    name = "/reindex" + (f" {sub}" if sub else "")
+    if not admitted(bot, ack, command, name):
+        return
+    if sub == "status":
+        status(bot, ack, command, "reindex", name)
+        return
+    services = bot.services
+
+    def work(job) -> dict:
+        report = services.indexer.build(progress=lambda done, total: job.progress(done=done, total=total))
+        # Only now does the bot switch to the new index; answers during the build used the old one.
+        services.reopen_retriever()
+        return asdict(report) if is_dataclass(report) else dict(report)
+
+    start_job(bot, ack, client, command, kind="reindex", name=name, work=work, summarize=summary)
+
+
+def summary(job: JobRecord) -> str:
+    r = job.result or {}
+    counts = ", ".join(f"{len(r.get(k) or [])} {k}" for k in ("added", "changed", "removed", "unchanged"))
+    seconds = r.get("seconds", job.progress.get("elapsed_s"))
+    skipped = r.get("skipped") or []
+    lines = [f"Reindex `{job.id}` finished in {duration(seconds)}: {counts}, {len(skipped)} skipped."]
+    for label in ("added", "changed", "removed"):
+        files = r.get(label) or []
+        if files:
+            shown = ", ".join(f"`{escape(str(f))}`" for f in files[:10]) + (" …" if len(files) > 10 else "")
+            lines.append(f"• {label}: {shown}")
+    for file, reason in skipped[:10]:
+        lines.append(f"• skipped `{escape(str(file))}`: {escape(str(reason))}")
+    if "chunks_total" in r:
+        lines.append(
+            f"{r['chunks_total']} chunks in the index, {r.get('chunks_embedded', 0)} embedded this time."
+        )
+    return "\n".join(lines)

@@ -1,0 +1,136 @@
+import logging
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+
+from slack_bolt import Ack
+from slack_sdk import WebClient
+
+from bot.slack.context import CONTEXT_KEY
+from bot.slack.format import duration, escape
+from bot.store import JobRecord
+
+from ._admin import admitted, start_job, status, subcommand, unknown
+
+log = logging.getLogger(__name__)
+
+USAGE = (
+    "*/retrain-adapter* trains a new terminology adapter on the glossary. It is promoted only if it passes "
+    "the gate; answers keep using the current adapter until then.\n"
+    "• `/retrain-adapter`: start retraining (admins only)\n"
+    "• `/retrain-adapter status`: the latest retraining job and the adapter in use\n"
+    "• `/retrain-adapter rollback`: go back to the previous adapter (admins only)\n"
+    "• `/retrain-adapter help`: this help"
+)
+
+
+def retrain_adapter_callback(ack: Ack, command: dict, context, client: WebClient) -> None:
+    bot = context[CONTEXT_KEY]
+    sub = subcommand(command)
+    if sub == "help":
+        ack(text=USAGE)
+        return
+    if sub not in ("", "status", "rollback"):
+        unknown(ack, sub, USAGE)
+        return
+    name = "/retrain-adapter" + (f" {sub}" if sub else "")
+    if not admitted(bot, ack, command, name):
+        return
+    services = bot.services
+    if sub == "status":
+        status(bot, ack, command, "retrain", name, extra=f"Adapter in use: {current_adapter(services)}.")
+        return
+    if sub == "rollback":
+        rollback(bot, ack, command, name)
+        return
+
+    def work(job) -> dict:
+        def progress(p) -> None:
+            job.progress(
+                done=p.step or None, total=p.total_steps or None, stage=p.stage, loss=p.loss, eta_s=p.eta_s
+            )
+
+        return result_dict(services.retrain(progress=progress))
+
+    start_job(
+        bot,
+        ack,
+        client,
+        command,
+        kind="retrain",
+        name=name,
+        work=work,
+        summarize=summary,
+        attachments=loss_plot,
+    )
+
+
+def current_adapter(services) -> str:
+    try:
+        info = services.registry.current()
+    except Exception:
+        log.exception("could not read the adapter registry")
+        return "unknown (see the bot's logs)"
+    return f"`{escape(info.name)}`" if info else "none (base model)"
+
+
+def rollback(bot, ack: Ack, command: dict, name: str) -> None:
+    user = command["user_id"]
+    try:
+        info = bot.services.registry.rollback()
+    except (ValueError, LookupError, FileNotFoundError) as exc:  # nothing to roll back to
+        bot.store.audit(user, name, "failed")
+        ack(text=f"Could not roll back: {escape(str(exc))}")
+        return
+    bot.store.audit(user, name, "rolled back")
+    now = f"`{escape(info.name)}`" if info else "no adapter (the base model)"
+    ack(text=f"Rolled back. New answers use {now}.")
+
+
+def result_dict(result) -> dict:
+    """The trainer's result as JSON-safe data for the jobs table."""
+    for method in ("as_dict", "to_dict"):
+        if callable(getattr(result, method, None)):
+            result = getattr(result, method)()
+            break
+    if is_dataclass(result):
+        result = asdict(result)
+    return _jsonable(dict(result))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+
+
+def loss_plot(job: JobRecord) -> list[Path]:
+    path = (job.result or {}).get("loss_plot")
+    return [Path(path)] if path else []
+
+
+def _accuracy(m: dict | None) -> str:
+    if not m:
+        return "?"
+    text = f"{m.get('accuracy', 0):.0%}"
+    return text + (f" ({m['correct']}/{m['total']})" if "correct" in m and "total" in m else "")
+
+
+def summary(job: JobRecord) -> str:
+    r = job.result or {}
+    metrics = r.get("metrics") or {}
+    gate = r.get("gate") or {}
+    verdict = gate.get("verdict") or ("passed" if gate.get("passed") else "failed")
+    seconds = r.get("seconds", job.progress.get("elapsed_s"))
+    base, adapter = _accuracy(metrics.get("base")), _accuracy(metrics.get("adapter"))
+    name = f", adapter `{escape(r['adapter'])}`" if r.get("adapter") else ""
+    lines = [
+        f"Adapter retraining `{job.id}` finished in {duration(seconds)}.",
+        f"Terminology accuracy: base {base} → adapter {adapter}",
+        f"Gate: *{escape(str(verdict))}*{name}",
+    ]
+    lines += [f"• {escape(str(reason))}" for reason in gate.get("reasons") or []]
+    return "\n".join(lines)

@@ -1,0 +1,229 @@
+"""The bot's own state: one small SQLite file in the data dir.
+
+Event de-duplication, answer records with their feedback votes, the admin audit log and background jobs.
+Message text never goes in here: answers are recorded by where they were posted and which sources and
+adapter they used, so feedback can be traced back to an adapter without keeping what anyone wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+STORE_FILENAME = "bot.sqlite3"
+VOTES = ("up", "down")
+JOB_STATES = ("running", "succeeded", "failed", "interrupted")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen_events (key TEXT PRIMARY KEY, seen_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS answers (
+    id TEXT PRIMARY KEY, channel TEXT NOT NULL, message_ts TEXT, thread_ts TEXT, asked_by TEXT,
+    adapter TEXT, sources TEXT NOT NULL, refused INTEGER NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS feedback (
+    answer_id TEXT NOT NULL, user TEXT NOT NULL, vote TEXT NOT NULL CHECK (vote IN ('up', 'down')),
+    at TEXT NOT NULL, PRIMARY KEY (answer_id, user));
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, user TEXT NOT NULL, command TEXT NOT NULL,
+    decision TEXT NOT NULL, job_id TEXT);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, progress TEXT NOT NULL,
+    requested_by TEXT NOT NULL, channel TEXT NOT NULL, message_ts TEXT, created TEXT NOT NULL,
+    finished TEXT, result TEXT, error TEXT);
+-- The database, not a Python lock, guarantees one running job per kind: it holds across processes too.
+CREATE UNIQUE INDEX IF NOT EXISTS one_running_job_per_kind ON jobs (kind) WHERE state = 'running';
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class JobRecord:
+    id: str
+    kind: str
+    state: str
+    requested_by: str
+    channel: str
+    created: str
+    progress: dict = field(default_factory=dict)
+    message_ts: str | None = None
+    finished: str | None = None
+    result: dict | None = None
+    error: str | None = None
+
+
+@dataclass
+class AuditEntry:
+    at: str
+    user: str
+    command: str
+    decision: str
+    job_id: str | None
+
+
+class JobConflictError(RuntimeError):
+    """Raised by add_job when a job of the same kind is already running."""
+
+    def __init__(self, running: JobRecord):
+        super().__init__(f"a {running.kind} job is already running: {running.id}")
+        self.running = running
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared by the listener, answer and job threads; the lock serialises them.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+
+    @classmethod
+    def in_home(cls, home: Path) -> Store:
+        return cls(Path(home) / STORE_FILENAME)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _exec(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, params)
+
+    def _all(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # -- event de-duplication --------------------------------------------------------------------------
+    def claim_event(self, key: str) -> bool:
+        """True the first time a key is seen, False ever after (also after a restart)."""
+        return self._exec("INSERT OR IGNORE INTO seen_events VALUES (?, ?)", (key, now_iso())).rowcount == 1
+
+    def forget_events_before(self, days: float = 7.0) -> int:
+        # Slack retries for minutes, not days: old keys only make the table grow.
+        cutoff = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return self._exec("DELETE FROM seen_events WHERE seen_at < ?", (cutoff,)).rowcount
+
+    # -- answers and feedback --------------------------------------------------------------------------
+    def record_answer(
+        self,
+        answer_id: str,
+        *,
+        channel: str,
+        message_ts: str | None,
+        thread_ts: str | None,
+        asked_by: str | None,
+        adapter: str | None,
+        sources: list[dict],
+        refused: bool,
+    ) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                answer_id,
+                channel,
+                message_ts,
+                thread_ts,
+                asked_by,
+                adapter,
+                json.dumps(sources),
+                int(refused),
+                now_iso(),
+            ),
+        )
+
+    def answer(self, answer_id: str) -> dict | None:
+        rows = self._all("SELECT * FROM answers WHERE id = ?", (answer_id,))
+        if not rows:
+            return None
+        row = dict(rows[0])
+        row["sources"], row["refused"] = json.loads(row["sources"]), bool(row["refused"])
+        return row
+
+    def record_vote(self, answer_id: str, user: str, vote: str) -> None:
+        if vote not in VOTES:
+            raise ValueError(f"vote must be one of {VOTES}, got {vote!r}")
+        # One vote per person per answer: clicking the other button changes the vote.
+        self._exec("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?)", (answer_id, user, vote, now_iso()))
+
+    def votes(self, answer_id: str | None = None) -> list[dict]:
+        if answer_id is None:
+            return [dict(r) for r in self._all("SELECT * FROM feedback ORDER BY at")]
+        return [
+            dict(r) for r in self._all("SELECT * FROM feedback WHERE answer_id = ? ORDER BY at", (answer_id,))
+        ]
+
+    # -- audit -----------------------------------------------------------------------------------------
+    def audit(self, user: str, command: str, decision: str, job_id: str | None = None) -> None:
+        self._exec(
+            "INSERT INTO audit (at, user, command, decision, job_id) VALUES (?, ?, ?, ?, ?)",
+            (now_iso(), user, command, decision, job_id),
+        )
+
+    def audit_log(self) -> list[AuditEntry]:
+        rows = self._all("SELECT at, user, command, decision, job_id FROM audit ORDER BY id")
+        return [AuditEntry(**dict(r)) for r in rows]
+
+    # -- jobs ------------------------------------------------------------------------------------------
+    def add_job(self, job_id: str, kind: str, *, requested_by: str, channel: str) -> JobRecord:
+        try:
+            self._exec(
+                "INSERT INTO jobs (id, kind, state, progress, requested_by, channel, created)"
+                " VALUES (?, ?, 'running', '{}', ?, ?, ?)",
+                (job_id, kind, requested_by, channel, now_iso()),
+            )
+        except sqlite3.IntegrityError:
+            running = self.running_job(kind)
+            if running is None:  # it finished between the insert and this look-up
+                return self.add_job(job_id, kind, requested_by=requested_by, channel=channel)
+            raise JobConflictError(running) from None
+        return self.job(job_id)
+
+    def job(self, job_id: str) -> JobRecord | None:
+        rows = self._all("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _job(rows[0]) if rows else None
+
+    def running_job(self, kind: str) -> JobRecord | None:
+        rows = self._all("SELECT * FROM jobs WHERE kind = ? AND state = 'running'", (kind,))
+        return _job(rows[0]) if rows else None
+
+    def jobs(self, kind: str | None = None, state: str | None = None) -> list[JobRecord]:
+        sql, params = "SELECT * FROM jobs WHERE 1=1", []
+        if kind is not None:
+            sql, params = sql + " AND kind = ?", [*params, kind]
+        if state is not None:
+            sql, params = sql + " AND state = ?", [*params, state]
+        return [_job(r) for r in self._all(sql + " ORDER BY created, rowid", tuple(params))]
+
+    def set_job_progress(self, job_id: str, progress: dict) -> None:
+        self._exec("UPDATE jobs SET progress = ? WHERE id = ?", (json.dumps(progress), job_id))
+
+    def set_job_message(self, job_id: str, message_ts: str) -> None:
+        self._exec("UPDATE jobs SET message_ts = ? WHERE id = ?", (message_ts, job_id))
+
+    def finish_job(
+        self, job_id: str, state: str, *, result: dict | None = None, error: str | None = None
+    ) -> None:
+        if state not in JOB_STATES or state == "running":
+            raise ValueError(
+                f"a finished job's state must be succeeded, failed or interrupted, got {state!r}"
+            )
+        self._exec(
+            "UPDATE jobs SET state = ?, finished = ?, result = ?, error = ? WHERE id = ?",
+            (state, now_iso(), None if result is None else json.dumps(result), error, job_id),
+        )
+
+
+def _job(row: sqlite3.Row) -> JobRecord:
+    d = dict(row)
+    d["progress"] = json.loads(d["progress"] or "{}")
+    d["result"] = None if d["result"] is None else json.loads(d["result"])
+    return JobRecord(**d)

@@ -1,0 +1,110 @@
+"""The composition root: the one place where settings become objects and objects are wired together.
+
+Everything is built on first use, so `expertbot index` never loads the LLM and `doctor` loads nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from .config import Settings
+
+
+def offline_environment() -> None:
+    """The bundled models are local files; make sure no library reaches for a model hub."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class AdapterNotFoundError(ValueError):
+    pass
+
+
+class Services:
+    def __init__(self, settings: Settings):
+        offline_environment()
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+
+    @functools.cached_property
+    def embed_model(self):
+        from indexers import load_embed_model
+
+        return load_embed_model(self.settings.embed_model)
+
+    @functools.cached_property
+    def index_config(self):
+        return self.settings.index_config()
+
+    @functools.cached_property
+    def store(self):
+        from indexers import GenerationStore
+
+        return GenerationStore(self.index_config)
+
+    @functools.cached_property
+    def indexer(self):
+        from indexers import Indexer
+
+        return Indexer(self.index_config, self.embed_model, self.store)
+
+    @functools.cached_property
+    def retriever(self):
+        from indexers import Retriever
+
+        return Retriever(self.index_config, self.embed_model, self.store)
+
+    def reopen_retriever(self) -> bool:
+        return self.retriever.reopen()
+
+    @functools.cached_property
+    def generator(self):
+        from adapters.generate import Generator
+
+        return Generator(self.settings.base_model_config())
+
+    @functools.cached_property
+    def registry(self):
+        from adapters.registry import AdapterRegistry
+
+        return AdapterRegistry(self.settings.home / "adapters")
+
+    @functools.cached_property
+    def answerer(self):
+        from .answer import Answerer
+
+        s = self.settings
+        return Answerer(
+            self.retriever, self.generator, min_similarity=s.min_similarity, top_k=s.top_k,
+            max_new_tokens=s.max_new_tokens, resolve_adapter=self.resolve_adapter,
+        )
+
+    def resolve_adapter(self, spec: str | None = None):
+        """'none' -> base model; 'current' -> the registry's current version (read on every call: hot swap);
+        a version name -> that version; a folder -> that peft adapter."""
+        from adapters.generate import AdapterRef
+
+        spec = spec or self.settings.adapter
+        if spec == "none":
+            return None
+        if spec == "current":
+            if not (self.settings.home / "adapters").exists():
+                return None
+            info = self.registry.current()
+            return AdapterRef(info.name, info.path) if info else None
+        path = Path(spec)
+        if path.is_dir():
+            return AdapterRef(path.name, path)
+        try:
+            info = self.registry.get(spec)
+        except (KeyError, FileNotFoundError, ValueError):
+            raise AdapterNotFoundError(
+                f"adapter {spec!r} is neither a registry version (see `expertbot adapters list`) nor a folder; "
+                "use 'current', 'none', a version name or a path"
+            ) from None
+        return AdapterRef(info.name, info.path)

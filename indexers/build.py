@@ -1,0 +1,222 @@
+"""Incremental, build-then-swap indexing.
+
+Each build writes a fresh generation. Chunks of unchanged documents are copied from the current
+generation with their embeddings, so only new and changed documents are embedded; removed documents
+simply are not copied. The pointer moves only after the new generation is complete.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .chunking import chunk_document, make_splitter
+from .config import IndexConfig
+from .embedding import embed_tokenizer
+from .loading import LOADER_VERSION, SkipFile, list_files, load_file
+from .store import BM25_DIR, MANIFEST, GenerationStore, bm25_retriever_class, write_json_atomic
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]  # (files done, files total)
+EMBED_GROUP = 256  # embed in groups this size: big enough to batch well, small enough for steady progress
+
+
+class IndexBuildError(RuntimeError):
+    """A build that cannot proceed. The current generation is untouched."""
+
+
+@dataclass
+class IndexReport:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    chunks_total: int = 0
+    chunks_embedded: int = 0
+    seconds: float = 0.0
+    generation: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "added": self.added, "changed": self.changed, "removed": self.removed,
+            "unchanged": self.unchanged, "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
+            "chunks_total": self.chunks_total, "chunks_embedded": self.chunks_embedded,
+            "seconds": round(self.seconds, 3), "generation": self.generation,
+        }
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _stat_key(path: Path) -> list:
+    try:
+        st = path.stat()
+    except OSError:
+        return [-1, -1]
+    return [st.st_size, st.st_mtime_ns]
+
+
+class Indexer:
+    def __init__(self, cfg: IndexConfig, embed_model, store: GenerationStore | None = None):
+        self.cfg = cfg
+        self.embed_model = embed_model
+        self.store = store or GenerationStore(cfg)
+
+    def fingerprint(self) -> dict:
+        """Anything that changes what a chunk or its vector is; a change means a full re-embed."""
+        return {
+            "embed_model": self.cfg.embed_model, "chunk_size": self.cfg.chunk_size,
+            "chunk_overlap": self.cfg.chunk_overlap, "loader": LOADER_VERSION,
+        }
+
+    def build(self, progress: Progress | None = None, full: bool = False) -> IndexReport:
+        started = time.perf_counter()
+        docs_dir = self.cfg.docs_dir
+        if not docs_dir.is_dir():
+            raise IndexBuildError(f"docs folder {docs_dir} does not exist; set EXPERTBOT_DOCS_DIR to a folder of documents")
+        files = list_files(docs_dir)
+        if not files:
+            raise IndexBuildError(f"docs folder {docs_dir} is empty; add .md, .txt, .rst, .html, .pdf or .docx files")
+        with self._lock():
+            self.store.cleanup()  # orphans of a crashed build go before we add another generation
+            report = self._build(files, progress, full)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _lock(self):
+        lock_path = self.store.root / "build.lock"
+        handle = open(lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise IndexBuildError("another index build is running on this data directory; try again when it ends") from None
+        return handle  # closing the file releases the lock
+
+    def _build(self, files: list[Path], progress: Progress | None, full: bool) -> IndexReport:
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        report = IndexReport()
+        old_gen = self.store.current()
+        old = self.store.manifest(old_gen) or {}
+        if old.get("fingerprint") != self.fingerprint():
+            full = True  # chunks or vectors would differ: nothing can be reused
+        old_docs = {} if full else old.get("docs", {})
+        old_collection = self.store.collection(old_gen) if old_docs else None
+        if old_docs and self._nothing_changed(files, old):
+            # Same files, same bytes, same settings: the current generation already is this index.
+            report.unchanged = sorted(old_docs)
+            report.skipped = [tuple(s) for s in old.get("skipped", [])]
+            report.chunks_total, report.generation = old.get("chunks", 0), old_gen
+            if progress:
+                progress(len(files), len(files))
+            return report
+
+        gen = self.store.new_generation()
+        collection = self.store.collection(gen, create=True)
+        vector_store = ChromaVectorStore(chroma_collection=collection)
+        splitter = make_splitter(self.cfg.chunk_size, self.cfg.chunk_overlap, embed_tokenizer(self.embed_model))
+        docs: dict[str, dict] = {}
+        pending: list = []
+        all_nodes: list = []
+        total = len(files)
+
+        def flush(done: int) -> None:
+            nonlocal pending
+            if pending:
+                texts = [n.get_content() for n in pending]
+                vectors = self.embed_model.get_text_embedding_batch(texts, show_progress=self.cfg.show_progress)
+                for node, vector in zip(pending, vectors, strict=True):
+                    node.embedding = vector
+                vector_store.add(pending)
+                report.chunks_embedded += len(pending)
+            pending = []
+            if progress:
+                progress(done, total)
+
+        def skip(rel: str, reason: str, prior: dict | None) -> None:
+            if prior:  # a file that broke keeps its last good version: nothing indexed is lost
+                reason += "; kept the previously indexed version"
+                keep(rel, prior)
+            report.skipped.append((rel, reason))
+
+        def keep(rel: str, prior: dict) -> None:
+            all_nodes.extend(self._copy(old_collection, collection, prior["chunks"], metadata_dict_to_node))
+            docs[rel] = prior
+
+        for i, path in enumerate(files, 1):
+            rel = path.relative_to(self.cfg.docs_dir).as_posix()
+            prior = old_docs.get(rel)
+            try:
+                digest = file_hash(path)
+                if prior and prior["hash"] == digest:
+                    report.unchanged.append(rel)
+                    keep(rel, prior)
+                else:
+                    nodes = chunk_document(load_file(path, rel), splitter, digest)
+                    (report.changed if prior else report.added).append(rel)
+                    docs[rel] = {"hash": digest, "chunks": [n.node_id for n in nodes]}
+                    pending.extend(nodes)
+                    all_nodes.extend(nodes)
+            except OSError as e:
+                skip(rel, f"unreadable: {e.strerror or e}", prior)
+            except SkipFile as e:
+                skip(rel, str(e), prior)
+            if len(pending) >= EMBED_GROUP:
+                flush(i)
+            elif progress and not pending:
+                progress(i, total)
+        flush(total)
+        report.removed = sorted(set(old_docs) - set(docs) - {f for f, _ in report.skipped})
+        if not all_nodes:
+            raise IndexBuildError(
+                f"no document in {self.cfg.docs_dir} could be indexed: "
+                + "; ".join(f"{f}: {r}" for f, r in report.skipped[:5])
+            )
+        self._write_bm25(gen, all_nodes)
+        report.chunks_total = len(all_nodes)
+        report.generation = gen
+        write_json_atomic(
+            self.store.dir(gen) / MANIFEST,
+            {
+                "fingerprint": self.fingerprint(), "docs": docs, "chunks": len(all_nodes), "built": time.time(),
+                "files": {p.relative_to(self.cfg.docs_dir).as_posix(): _stat_key(p) for p in files},
+                "skipped": report.skipped,
+            },
+        )
+        self.store.switch_to(gen)
+        self.store.cleanup()
+        return report
+
+    def _nothing_changed(self, files: list[Path], old: dict) -> bool:
+        """True when every file has the size and mtime it had at the last build (cheap: no reading)."""
+        seen = old.get("files", {})
+        current = {p.relative_to(self.cfg.docs_dir).as_posix(): _stat_key(p) for p in files}
+        return bool(seen) and current == seen
+
+    @staticmethod
+    def _copy(old_collection, new_collection, ids: list[str], to_node) -> list:
+        """Move chunks with their stored vectors into the new generation: no re-embedding."""
+        if not ids:
+            return []
+        got = old_collection.get(ids=ids, include=["embeddings", "documents", "metadatas"])
+        new_collection.add(
+            ids=got["ids"], embeddings=got["embeddings"], documents=got["documents"], metadatas=got["metadatas"]
+        )
+        return [to_node(m, text=d) for m, d in zip(got["metadatas"], got["documents"], strict=True)]
+
+    def _write_bm25(self, gen: str, nodes: list) -> None:
+        retriever = bm25_retriever_class().from_defaults(nodes=nodes, similarity_top_k=self.cfg.candidates)
+        retriever.persist(str(self.store.dir(gen) / BM25_DIR), show_progress=False)

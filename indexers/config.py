@@ -1,0 +1,58 @@
+"""Configuration of the indexing library. Plain dataclass: the bot builds it from its settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+BUNDLED_EMBED_MODEL = "bundled:all-MiniLM-L6-v2"
+
+# Everything the loader understands; anything else in the docs folder is reported as skipped.
+SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf", ".docx")
+
+
+@dataclass
+class IndexConfig:
+    data_dir: Path
+    docs_dir: Path
+    embed_model: str = BUNDLED_EMBED_MODEL
+    chroma_url: str | None = None  # unset: embedded PersistentClient under data_dir
+    collection_prefix: str = "expertbot"  # namespaces our collections on a shared Chroma server
+    chunk_size: int = 180  # in embedder tokens; all-MiniLM-L6-v2 truncates past 256
+    chunk_overlap: int = 30
+    embed_batch_size: int = 64
+    top_k: int = 5
+    dense_weight: float = 1.0  # reciprocal-rank-fusion weights
+    bm25_weight: float = 1.0
+    rrf_k: int = 60  # the constant from Cormack et al.; dampens the head of each ranking
+    candidates: int = 20  # per retriever, before fusion
+    keep_generations: int = 2  # the current one and the one before it (answers may still be reading it)
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.docs_dir = Path(self.docs_dir)
+        if not isinstance(self.chunk_size, int) or self.chunk_size < 96:
+            raise ValueError(f"chunk_size must be an integer of at least 96 tokens, got {self.chunk_size!r}")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap must be between 0 and chunk_size-1 ({self.chunk_size - 1}), "
+                f"got {self.chunk_overlap!r}"
+            )
+        for name in ("top_k", "embed_batch_size", "candidates", "rrf_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.dense_weight < 0 or self.bm25_weight < 0 or self.dense_weight + self.bm25_weight == 0:
+            raise ValueError(
+                f"dense_weight and bm25_weight must be >= 0 and not both 0, "
+                f"got {self.dense_weight!r} and {self.bm25_weight!r}"
+            )
+        if self.keep_generations < 1:
+            raise ValueError(f"keep_generations must be at least 1, got {self.keep_generations!r}")
+        if self.chroma_url is not None and not self.chroma_url.startswith(("http://", "https://")):
+            raise ValueError(f"chroma_url must start with http:// or https://, got {self.chroma_url!r}")
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"

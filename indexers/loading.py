@@ -1,0 +1,239 @@
+"""Turn files of many formats into one shape: a title, an optional URL, and a list of (heading, text) sections.
+
+Chunking then works the same for every format. A file that cannot be read is never fatal: it comes back
+as a skip with a reason the user can act on.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.etree import ElementTree
+
+from .config import SUPPORTED_SUFFIXES
+
+# Bump when parsing changes, so that an incremental build re-reads every document.
+LOADER_VERSION = 1
+
+
+@dataclass
+class LoadedDoc:
+    rel_path: str
+    title: str
+    url: str | None = None
+    sections: list[tuple[str, str]] = field(default_factory=list)  # (heading, text)
+
+
+class SkipFile(Exception):
+    """A file we cannot index; the message is the reason shown in the index report."""
+
+
+def list_files(docs_dir: Path) -> list[Path]:
+    """Every regular file below docs_dir in a stable order, hidden files and folders excluded."""
+    files = []
+    for path in sorted(docs_dir.rglob("*")):
+        rel = path.relative_to(docs_dir)
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        files.append(path)
+    return files
+
+
+def load_file(path: Path, rel_path: str) -> LoadedDoc:
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise SkipFile(f"unsupported file type '{suffix or path.name}' (supported: {', '.join(SUPPORTED_SUFFIXES)})")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SkipFile(f"unreadable: {e.strerror or e}") from None
+    if not data.strip():
+        raise SkipFile("empty file")
+    if suffix == ".pdf":
+        doc = _load_pdf(path, rel_path)
+    elif suffix == ".docx":
+        doc = _load_docx(data, rel_path)
+    else:
+        text = _decode_text(data)
+        if suffix in (".html", ".htm"):
+            doc = _load_html(text, rel_path)
+        elif suffix == ".rst":
+            doc = _from_markdown(_rst_to_markdown(text), rel_path)
+        elif suffix == ".txt":
+            doc = _from_markdown(_txt_to_markdown(text), rel_path)
+        else:
+            doc = _from_markdown(text, rel_path)
+    doc.sections = [(h, t.strip()) for h, t in doc.sections if t.strip()]
+    if not doc.sections:
+        raise SkipFile("no text found")
+    return doc
+
+
+def _decode_text(data: bytes) -> str:
+    # A NUL byte never occurs in real text files; it marks a binary file with a text extension.
+    if b"\x00" in data[:8192]:
+        raise SkipFile("binary content in a text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")  # old Windows docs are the usual non-UTF-8 case
+
+
+def _default_title(rel_path: str) -> str:
+    return Path(rel_path).stem.replace("_", " ").replace("-", " ").strip().capitalize()
+
+
+# --- Markdown (the common form every text format is converted to) ---------------------------------
+
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+
+
+def _from_markdown(text: str, rel_path: str, title: str | None = None, url: str | None = None) -> LoadedDoc:
+    sections: list[tuple[str, str]] = []
+    heading, lines, in_fence = "", [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        match = None if in_fence else _MD_HEADING.match(line)
+        if match:
+            sections.append((heading, "\n".join(lines)))
+            heading, lines = match.group(2).strip(), []
+            if title is None and len(match.group(1)) == 1:
+                title = heading
+        else:
+            lines.append(line)
+    sections.append((heading, "\n".join(lines)))
+    title = title or next((h for h, _ in sections if h), None) or _default_title(rel_path)
+    return LoadedDoc(rel_path, title, url, [(h or title, t) for h, t in sections])
+
+
+_RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}\s*$")
+
+
+def _rst_to_markdown(text: str) -> str:
+    lines, out, levels = text.splitlines(), [], []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if line.strip() and _RST_UNDERLINE.match(nxt) and len(nxt.strip()) >= len(line.strip()):
+            char = nxt.strip()[0]
+            if char not in levels:  # rst heading levels follow the order the underline styles first appear
+                levels.append(char)
+            out.append("#" * min(levels.index(char) + 1, 6) + " " + line.strip())
+            i += 2
+            continue
+        if _RST_UNDERLINE.match(line) and _RST_UNDERLINE.match(lines[i + 2] if i + 2 < len(lines) else ""):
+            i += 1  # overlined title: skip the overline, the title and underline follow
+            continue
+        out.append(line)
+        i += 1
+    return "\n".join(out)
+
+
+def _txt_to_markdown(text: str) -> str:
+    """Plain text: treat underlined lines and short ALL-CAPS lines as headings."""
+    text = _rst_to_markdown(text)
+    out = []
+    for line in text.splitlines():
+        s = line.strip()
+        if 3 <= len(s) <= 80 and s.isupper() and sum(c.isalpha() for c in s) >= 3 and not s.startswith("#"):
+            out.append("## " + s.title())
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+# --- HTML -----------------------------------------------------------------------------------------
+
+_BOILERPLATE_TAGS = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "iframe", "svg",
+                     "button", "template"]
+_BOILERPLATE_HINT = re.compile(
+    r"(^|[\s_-])(nav|navbar|navigation|menu|breadcrumbs?|cookie|consent|banner|footer|sidebar|sphinxsidebar|"
+    r"related|skip|toc|headerlink|social|share|subscribe|advert|ads)([\s_-]|$)",
+    re.I,
+)
+
+
+def _load_html(text: str, rel_path: str) -> LoadedDoc:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(text, "html.parser")
+    title_tag = soup.find("title")
+    title = title_tag.get_text(" ", strip=True) if title_tag else None
+    url = None
+    canonical = soup.find("link", rel="canonical") or soup.find("meta", property="og:url")
+    if canonical is not None:
+        url = canonical.get("href") or canonical.get("content")
+    for tag in soup.find_all(_BOILERPLATE_TAGS):
+        tag.decompose()
+    for tag in soup.find_all(True):
+        if tag.decomposed or tag.attrs is None:
+            continue
+        hints = " ".join([tag.get("id") or "", " ".join(tag.get("class") or []), tag.get("role") or ""])
+        if tag.get("role") in ("navigation", "banner", "contentinfo") or (
+            hints.strip() and _BOILERPLATE_HINT.search(hints)
+        ):
+            tag.decompose()
+    body = soup.find("main") or soup.find(attrs={"role": "main"}) or soup.find("article") or soup.body or soup
+    for level in range(1, 7):
+        for h in body.find_all(f"h{level}"):
+            h.replace_with(f"\n\n{'#' * level} {h.get_text(' ', strip=True)}\n\n")
+    for br in body.find_all("br"):
+        br.replace_with("\n")
+    content = body.get_text("\n")
+    content = re.sub(r"[ \t\r\f\v]+", " ", content)
+    content = re.sub(r"\n\s*\n\s*(\n\s*)+", "\n\n", content)
+    return _from_markdown(content, rel_path, title=title, url=url)
+
+
+# --- PDF and DOCX ---------------------------------------------------------------------------------
+
+
+def _load_pdf(path: Path, rel_path: str) -> LoadedDoc:
+    from llama_index.readers.file import PDFReader
+
+    try:
+        pages = PDFReader(return_full_document=False).load_data(path)
+        import pypdf  # only for the document title, which PDFReader does not expose
+
+        meta = pypdf.PdfReader(str(path)).metadata
+    except Exception as e:  # pypdf raises many types for damaged files; all mean the same to the user
+        raise SkipFile(f"could not parse PDF: {type(e).__name__}: {str(e)[:120]}") from None
+    title = (meta.title if meta and meta.title else None) or _default_title(rel_path)
+    # PDFs carry no heading structure we can trust, so the page is the section.
+    sections = [(f"{title}, page {p.metadata.get('page_label', i + 1)}", p.text) for i, p in enumerate(pages)]
+    return LoadedDoc(rel_path, title, None, sections)
+
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_DC = "{http://purl.org/dc/elements/1.1/}"
+
+
+def _load_docx(data: bytes, rel_path: str) -> LoadedDoc:
+    """Read paragraphs with their styles, so Word's Heading styles become sections (docx2txt drops them)."""
+    import io
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            root = ElementTree.fromstring(z.read("word/document.xml"))
+            core = ElementTree.fromstring(z.read("docProps/core.xml")) if "docProps/core.xml" in z.namelist() else None
+    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError) as e:
+        raise SkipFile(f"could not parse DOCX: {type(e).__name__}: {str(e)[:120]}") from None
+    lines = []
+    for p in root.iter(f"{_W}p"):
+        text = "".join(t.text or "" for t in p.iter(f"{_W}t"))
+        style = p.find(f"{_W}pPr/{_W}pStyle")
+        style = (style.get(f"{_W}val") or "") if style is not None else ""
+        level = re.match(r"(?i)heading\s*(\d)", style)
+        if style.lower() == "title":
+            lines.append(f"# {text}")
+        elif level and text.strip():
+            lines.append("#" * min(int(level.group(1)) + 1, 6) + " " + text)  # "Title" is the only H1
+        else:
+            lines.append(text)
+    title_el = core.find(f"{_DC}title") if core is not None else None
+    title = title_el.text if title_el is not None and title_el.text else None
+    return _from_markdown("\n".join(lines), rel_path, title=title)

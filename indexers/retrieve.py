@@ -1,0 +1,110 @@
+"""Hybrid retrieval: dense (Chroma) and BM25, fused by weighted reciprocal rank.
+
+Ranks are fused because the two scores live on different scales. Every hit still carries its cosine
+similarity to the question, which is what the answerer's "I don't know" threshold is measured in.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from .config import IndexConfig
+from .store import BM25_DIR, GenerationStore, StoreError, bm25_retriever_class
+
+
+@dataclass
+class Hit:
+    id: str
+    file: str  # relative to the docs folder
+    section: str
+    title: str
+    url: str | None
+    text: str
+    score: float  # fused reciprocal-rank score: the ranking
+    similarity: float  # cosine similarity of question and chunk: the relevance
+
+
+class NoIndexError(StoreError):
+    pass
+
+
+class _Generation:
+    """One opened generation: its collection and BM25 index."""
+
+    def __init__(self, store: GenerationStore, name: str, top_k: int):
+        self.name = name
+        self.collection = store.collection(name)
+        self.bm25 = bm25_retriever_class().from_persist_dir(str(store.dir(name) / BM25_DIR), show_progress=False)
+        # bm25s refuses a k larger than its corpus
+        self.bm25.similarity_top_k = min(top_k, self.collection.count())
+
+
+class Retriever:
+    def __init__(self, cfg: IndexConfig, embed_model, store: GenerationStore | None = None):
+        self.cfg = cfg
+        self.embed_model = embed_model
+        self.store = store or GenerationStore(cfg)
+        self._gen: _Generation | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def generation(self) -> str | None:
+        return self._gen.name if self._gen else None
+
+    def reopen(self) -> bool:
+        """Follow the CURRENT pointer; returns True when it moved. Cheap when nothing changed."""
+        current = self.store.current()
+        if current is None:
+            raise NoIndexError(f"no index in {self.store.root} yet; run `expertbot index` first")
+        with self._lock:
+            if self._gen and self._gen.name == current:
+                return False
+            self._gen = _Generation(self.store, current, self.cfg.candidates)
+            return True
+
+    def retrieve(self, query: str, top_k: int | None = None) -> list[Hit]:
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        top_k = top_k or self.cfg.top_k
+        if self._gen is None:
+            self.reopen()
+        gen = self._gen  # a reference: a concurrent reopen() never changes the generation mid-query
+        query_vec = self.embed_model.get_query_embedding(query)
+        n = min(self.cfg.candidates, gen.collection.count())
+        if n == 0:
+            return []
+        dense = gen.collection.query(
+            query_embeddings=[query_vec], n_results=n, include=["documents", "metadatas", "distances"]
+        )
+        dense_ids = dense["ids"][0]
+        sims = {i: 1.0 - d for i, d in zip(dense_ids, dense["distances"][0], strict=True)}
+        rows = {
+            i: (m, doc) for i, m, doc in zip(dense_ids, dense["metadatas"][0], dense["documents"][0], strict=True)
+        }
+        bm25_ids = [h.node.node_id for h in gen.bm25.retrieve(query)] if query.strip() else []
+
+        fused: dict[str, float] = {}
+        for weight, ids in ((self.cfg.dense_weight, dense_ids), (self.cfg.bm25_weight, bm25_ids)):
+            for rank, node_id in enumerate(ids):
+                fused[node_id] = fused.get(node_id, 0.0) + weight / (self.cfg.rrf_k + rank + 1)
+        best = sorted(fused, key=fused.get, reverse=True)[:top_k]
+
+        missing = [i for i in best if i not in rows]  # BM25-only hits: fetch text and vector to score them
+        if missing:
+            got = gen.collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+            for i, m, doc, vec in zip(got["ids"], got["metadatas"], got["documents"], got["embeddings"], strict=True):
+                rows[i] = (m, doc)
+                sims[i] = float(sum(a * b for a, b in zip(query_vec, vec, strict=True)))  # both unit length
+        hits = []
+        for node_id in best:
+            meta, doc = rows[node_id]
+            node = metadata_dict_to_node(meta, text=doc)
+            hits.append(
+                Hit(
+                    id=node_id, file=meta.get("file", ""), section=meta.get("section", ""),
+                    title=meta.get("title", ""), url=meta.get("url") or None, text=node.get_content(),
+                    score=fused[node_id], similarity=float(sims[node_id]),
+                )
+            )
+        return hits

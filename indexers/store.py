@@ -1,0 +1,155 @@
+"""Where an index lives: generations of (Chroma collection, BM25 index, manifest) and a pointer to the current one.
+
+A reindex writes a whole new generation and only then rewrites the small CURRENT pointer with os.replace,
+which is atomic on POSIX. Readers follow the pointer, so a build that crashes or is killed halfway never
+touches what is being served; the orphan is cleaned up by the next build.
+
+The same code serves the embedded PersistentClient and a Chroma server: one collection per generation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from .config import IndexConfig
+
+CURRENT = "CURRENT"
+MANIFEST = "manifest.json"
+BM25_DIR = "bm25"
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def bm25_retriever_class():
+    from llama_index.retrievers.bm25 import BM25Retriever
+
+    # bm25s sets its own logger to DEBUG when imported; put it back in line with everyone else's.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return BM25Retriever
+
+
+def open_chroma(cfg: IndexConfig):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    settings = ChromaSettings(anonymized_telemetry=False)
+    if cfg.chroma_url:
+        from urllib.parse import urlparse
+
+        url = urlparse(cfg.chroma_url)
+        try:
+            client = chromadb.HttpClient(
+                host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
+                ssl=url.scheme == "https", settings=settings,
+            )
+            client.heartbeat()
+        except Exception as e:
+            raise StoreError(f"cannot reach the Chroma server at {cfg.chroma_url}: {e}") from None
+        return client
+    path = cfg.index_dir / "chroma"
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+class GenerationStore:
+    def __init__(self, cfg: IndexConfig, client=None):
+        self.cfg = cfg
+        self.root = cfg.index_dir
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = open_chroma(self.cfg)
+        return self._client
+
+    # --- pointer -------------------------------------------------------------------------------
+    def current(self) -> str | None:
+        try:
+            return json.loads((self.root / CURRENT).read_text())["generation"]
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError) as e:
+            raise StoreError(f"{self.root / CURRENT} is damaged ({e}); run `expertbot index --full`") from None
+
+    def history(self) -> list[str]:
+        try:
+            return json.loads((self.root / CURRENT).read_text()).get("history", [])
+        except (FileNotFoundError, ValueError):
+            return []
+
+    def switch_to(self, generation: str) -> None:
+        previous = self.current()
+        history = ([previous] if previous else []) + [g for g in self.history() if g != previous]
+        write_json_atomic(
+            self.root / CURRENT,
+            {"generation": generation, "history": history[: self.cfg.keep_generations], "switched": time.time()},
+        )
+
+    # --- generations ---------------------------------------------------------------------------
+    def new_generation(self) -> str:
+        gen = time.strftime("g%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        (self.root / gen).mkdir()
+        return gen
+
+    def dir(self, generation: str) -> Path:
+        return self.root / generation
+
+    def collection_name(self, generation: str) -> str:
+        return f"{self.cfg.collection_prefix}_{generation}"
+
+    def collection(self, generation: str, create: bool = False):
+        name = self.collection_name(generation)
+        if create:
+            # Cosine space: 1 - distance is the cosine similarity the refusal threshold is set in.
+            return self.client.create_collection(name, metadata={"hnsw:space": "cosine"})
+        try:
+            return self.client.get_collection(name)
+        except Exception as e:
+            raise StoreError(f"index generation {generation} has no Chroma collection {name!r}: {e}") from None
+
+    def manifest(self, generation: str | None) -> dict | None:
+        if generation is None:
+            return None
+        try:
+            return json.loads((self.dir(generation) / MANIFEST).read_text())
+        except FileNotFoundError:
+            return None
+
+    def cleanup(self) -> list[str]:
+        """Drop every generation that is neither current nor kept in history: old ones and crashed builds."""
+        keep = {g for g in [self.current(), *self.history()[: self.cfg.keep_generations - 1]] if g}
+        removed = []
+        for path in self.root.iterdir():
+            if path.is_dir() and path.name.startswith("g") and path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+        prefix = f"{self.cfg.collection_prefix}_"
+        for name in self._collection_names():
+            gen = name[len(prefix):] if name.startswith(prefix) else None
+            if gen and gen not in keep:
+                self.client.delete_collection(name)
+                if gen not in removed:
+                    removed.append(gen)
+        return removed
+
+    def _collection_names(self) -> list[str]:
+        return [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
