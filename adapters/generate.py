@@ -52,7 +52,8 @@ def check_safe_adapter(path: Path) -> None:
                 f"(a peft folder with {SAFE_ADAPTER_FILE})"
             )
         raise FileNotFoundError(f"adapter folder {path} does not exist")
-    pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    # Only adapter_model.* is adapter weights; peft never reads other files (e.g. training_args.bin).
+    pickles = sorted(p.name for p in path.glob("adapter_model*") if p.suffix.lower() in PICKLE_SUFFIXES)
     if pickles or not (path / SAFE_ADAPTER_FILE).is_file():
         found = f"found {', '.join(pickles)}" if pickles else f"{SAFE_ADAPTER_FILE} is missing"
         raise UnsafeAdapterError(

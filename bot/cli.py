@@ -69,8 +69,8 @@ def index(ctx, docs_dir, full, as_json):
     if docs_dir:
         ctx.obj["settings"] = load_settings(docs_dir=docs_dir)
     svc = services(ctx)
-    svc.index_config.show_progress = sys.stderr.isatty()
-    report = svc.indexer.build(full=full)
+    svc.index_config.show_progress = sys.stderr.isatty()  # the embedding bar
+    report = svc.indexer.build(full=full, progress=_file_progress())
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
@@ -82,6 +82,18 @@ def index(ctx, docs_dir, full, as_json):
         click.echo(f"    {file}: {reason}")
     note = " (nothing changed)" if report.chunks_embedded == 0 else ""
     click.echo(f"  {'chunks':<10}{report.chunks_total:>6}   {report.chunks_embedded} embedded{note}")
+
+
+def _file_progress():
+    """One stderr line each time the count of finished files moves (logs and pipes read it too)."""
+    last = [-1]
+
+    def report(done: int, total: int) -> None:
+        if done != last[0]:
+            last[0] = done
+            click.echo(f"files {done}/{total}", err=True)
+
+    return report
 
 
 @main.command()

@@ -102,7 +102,8 @@ class JobRunner:
                 result = work(JobContext(self, job, on_progress))
             except Exception as exc:
                 log.exception("job %s failed", job.id)
-                self.store.finish_job(job.id, "failed", error=type(exc).__name__)
+                # The reason is for the admin who started the job; exceptions here carry no message text.
+                self.store.finish_job(job.id, "failed", error=f"{type(exc).__name__}: {exc}"[:300])
             else:
                 self.store.finish_job(job.id, "succeeded", result=result or {})
                 log.info("job %s succeeded", job.id)

@@ -23,7 +23,6 @@ from .store import BM25_DIR, MANIFEST, GenerationStore, bm25_retriever_class, wr
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (files done, files total)
-EMBED_GROUP = 256  # embed in groups this size: big enough to batch well, small enough for steady progress
 
 
 class IndexBuildError(RuntimeError):
@@ -130,10 +129,11 @@ class Indexer:
         splitter = make_splitter(self.cfg.chunk_size, self.cfg.chunk_overlap, embed_tokenizer(self.embed_model))
         docs: dict[str, dict] = {}
         pending: list = []
+        first_pending = 0  # index of the first file whose chunks wait to be embedded
         all_nodes: list = []
         total = len(files)
 
-        def flush(done: int) -> None:
+        def flush() -> None:
             nonlocal pending
             if pending:
                 texts = [n.get_content() for n in pending]
@@ -143,8 +143,6 @@ class Indexer:
                 vector_store.add(pending)
                 report.chunks_embedded += len(pending)
             pending = []
-            if progress:
-                progress(done, total)
 
         def skip(rel: str, reason: str, prior: dict | None) -> None:
             if prior:  # a file that broke keeps its last good version: nothing indexed is lost
@@ -174,11 +172,17 @@ class Indexer:
                 skip(rel, f"unreadable: {e.strerror or e}", prior)
             except SkipFile as e:
                 skip(rel, str(e), prior)
-            if len(pending) >= EMBED_GROUP:
-                flush(i)
-            elif progress and not pending:
-                progress(i, total)
-        flush(total)
+            if len(pending) >= self.cfg.embed_group:
+                flush()
+            if pending and not first_pending:
+                first_pending = i
+            elif not pending:
+                first_pending = 0
+            if progress:  # a file is done once its chunks are stored
+                progress(first_pending - 1 if pending else i, total)
+        flush()
+        if progress:
+            progress(total, total)
         report.removed = sorted(set(old_docs) - set(docs) - {f for f, _ in report.skipped})
         if not all_nodes:
             raise IndexBuildError(

@@ -21,6 +21,7 @@ class IndexConfig:
     chunk_size: int = 180  # in embedder tokens; all-MiniLM-L6-v2 truncates past 256
     chunk_overlap: int = 30
     embed_batch_size: int = 64
+    embed_group: int = 256  # chunks embedded and stored together: batches well, keeps progress steady
     top_k: int = 5
     dense_weight: float = 1.0  # reciprocal-rank-fusion weights
     bm25_weight: float = 1.0
@@ -39,7 +40,7 @@ class IndexConfig:
                 f"chunk_overlap must be between 0 and chunk_size-1 ({self.chunk_size - 1}), "
                 f"got {self.chunk_overlap!r}"
             )
-        for name in ("top_k", "embed_batch_size", "candidates", "rrf_k"):
+        for name in ("top_k", "embed_batch_size", "embed_group", "candidates", "rrf_k"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

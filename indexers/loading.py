@@ -62,7 +62,7 @@ def load_file(path: Path, rel_path: str) -> LoadedDoc:
         elif suffix == ".rst":
             doc = _from_markdown(_rst_to_markdown(text), rel_path)
         elif suffix == ".txt":
-            doc = _from_markdown(_txt_to_markdown(text), rel_path)
+            doc = _from_markdown(_txt_to_markdown(text), rel_path, title=_first_line_title(text))
         else:
             doc = _from_markdown(text, rel_path)
     doc.sections = [(h, t.strip()) for h, t in doc.sections if t.strip()]
@@ -131,6 +131,14 @@ def _rst_to_markdown(text: str) -> str:
         out.append(line)
         i += 1
     return "\n".join(out)
+
+
+def _first_line_title(text: str) -> str | None:
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    first = first.strip("=-~#* ")
+    if not first or len(first) > 100:
+        return None
+    return first.title() if first.isupper() else first
 
 
 def _txt_to_markdown(text: str) -> str:
@@ -203,9 +211,33 @@ def _load_pdf(path: Path, rel_path: str) -> LoadedDoc:
     except Exception as e:  # pypdf raises many types for damaged files; all mean the same to the user
         raise SkipFile(f"could not parse PDF: {type(e).__name__}: {str(e)[:120]}") from None
     title = (meta.title if meta and meta.title else None) or _default_title(rel_path)
-    # PDFs carry no heading structure we can trust, so the page is the section.
-    sections = [(f"{title}, page {p.metadata.get('page_label', i + 1)}", p.text) for i, p in enumerate(pages)]
+    sections: list[tuple[str, str]] = []
+    heading = title
+    for i, page in enumerate(pages):
+        label = page.metadata.get("page_label", i + 1)
+        for part_heading, text in _pdf_sections(page.text, heading):
+            heading = part_heading  # a section that runs over a page break keeps its heading
+            sections.append((f"{heading} (page {label})", text))
     return LoadedDoc(rel_path, title, None, sections)
+
+
+def _pdf_sections(text: str, heading: str) -> list[tuple[str, str]]:
+    """PDF text has no heading markup. A short line that starts with a capital and ends without
+    punctuation is, in practice, a heading: wrapped body lines are long or end in a full stop."""
+    sections, lines = [], []
+    for line in text.splitlines():
+        s = line.strip()
+        if (
+            0 < len(s) <= 60 and len(s.split()) <= 8 and s[0].isupper() and s[-1] not in ".,;:!?)"
+            and not s.startswith(("-", "•", "*"))
+        ):
+            if lines:
+                sections.append((heading, "\n".join(lines)))
+            heading, lines = s, []
+        else:
+            lines.append(line)
+    sections.append((heading, "\n".join(lines)))
+    return [(h, t) for h, t in sections if t.strip()]
 
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"

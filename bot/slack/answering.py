@@ -118,8 +118,6 @@ class AnswerFlow:
                 sources=sources,
                 refused=answer.refused,
             )
-            # Keep even the last edit within the update rate: Slack rate-limits chat.update per message.
-            time.sleep(max(0.0, self.update_interval - (time.monotonic() - last_update)))
             client.chat_update(
                 channel=channel, ts=message_ts, text=messages[0]["text"], blocks=messages[0]["blocks"]
             )

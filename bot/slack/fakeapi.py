@@ -25,6 +25,7 @@ class Call:
     params: dict
     at: float  # time.monotonic() when it arrived
     authorized: bool
+    response: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -139,23 +140,32 @@ class FakeSlackAPI:
             ]
         return sorted(msgs, key=lambda m: float(m["ts"]))
 
+    def snapshot(self) -> tuple[list[dict], list[dict]]:
+        """Copies of (messages in time order, ephemeral messages)."""
+        with self._cond:
+            messages = sorted((dict(m) for m in self.messages.values()), key=lambda m: float(m["ts"]))
+            return messages, [dict(m) for m in self.ephemeral]
+
     def new_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
 
     # -- the Web API -----------------------------------------------------------------------------------
     def handle(self, method: str, params: dict, authorized: bool) -> dict:
         call = Call(method, params, time.monotonic(), authorized)
-        with self._cond:
-            self._calls.append(call)
-            self._cond.notify_all()
         for hold in list(self._holds):
             if _matches(call, hold.method, hold.where) and not hold.released.is_set():
                 hold.held.set()
                 hold.released.wait()
-        if not authorized:
-            return {"ok": False, "error": "invalid_auth"}
         api = getattr(self, "api_" + method.replace(".", "_"), None)
-        return api(params) if api else {"ok": False, "error": "unknown_method"}
+        if not authorized:
+            call.response = {"ok": False, "error": "invalid_auth"}
+        else:
+            call.response = api(params) if api else {"ok": False, "error": "unknown_method"}
+        # Recorded once answered, so whoever waits for a call also sees what it returned (e.g. the ts).
+        with self._cond:
+            self._calls.append(call)
+            self._cond.notify_all()
+        return call.response
 
     def api_auth_test(self, p: dict) -> dict:
         return {

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from adapters.base import load_base_model
+from adapters.config import ModelConfig
 from adapters.generate import AdapterRef, Generator, UnsafeAdapterError
 from adapters.targets import lora_target_modules
 
@@ -76,6 +77,15 @@ def test_errors_in_the_generate_thread_reach_the_consumer(gen, smollm):
     assert gen.generate(QUESTION, max_new_tokens=3)  # the lock was released
 
 
+def test_sampling_when_temperature_is_positive(tiny_phi3):
+    sampler = Generator(ModelConfig(device="cpu", max_new_tokens=6, temperature=1.0), *tiny_phi3)
+    runs = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        runs.append(sampler.generate(QUESTION))
+    assert runs[0] == runs[1] != runs[2]  # seeded sampling, not greedy decoding
+
+
 def test_closing_a_stream_early_frees_the_generator(gen):
     stream = gen.stream(LONG_ANSWER, max_new_tokens=200)
     assert next(stream)
@@ -99,7 +109,9 @@ def test_perplexity_is_exp_of_mean_token_nll(gen, smollm):
             nll -= logprobs.gather(1, ids[0, 1:, None]).sum().item()
             count += ids.shape[1] - 1
     assert gen.perplexity(texts) == pytest.approx(math.exp(nll / count), rel=1e-4)
-    assert gen.perplexity(["The capital of France is Paris."]) < gen.perplexity(["Paris capital the France of is."])
+    assert gen.perplexity(["The capital of France is Paris."]) < gen.perplexity(
+        ["Paris capital the France of is."]
+    )
     with pytest.raises(ValueError, match="texts"):
         gen.perplexity([])
 
@@ -147,11 +159,15 @@ def lora_gen(smollm_model_config, tmp_path_factory):
 
     model, tokenizer = load_base_model(smollm_model_config)
     torch.manual_seed(0)
-    lora = LoraConfig(r=4, target_modules=lora_target_modules(model), init_lora_weights=False, task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=4, target_modules=lora_target_modules(model), init_lora_weights=False, task_type="CAUSAL_LM"
+    )
     peft_model = get_peft_model(model, lora)
     path = tmp_path_factory.mktemp("adapter") / "acme-v1"
     peft_model.save_pretrained(path)
     assert (path / "adapter_model.safetensors").is_file()
+    # Trainer leaves pickles like this next to adapters; loading must never open them.
+    (path / "training_args.bin").write_bytes(pickle.dumps(_WritesMarker(path.parent / "unpickled")))
     base = peft_model.unload()  # LoRA layers out again: the plain base model
     return Generator(smollm_model_config, base, tokenizer), AdapterRef("acme-v1", path)
 
@@ -165,6 +181,7 @@ def test_adapter_changes_logits_and_disabling_restores_the_base(lora_gen):
     assert torch.equal(gen.logits(text), base)  # adapter=None -> disable_adapter -> base logits
     assert torch.equal(gen.logits(text, adapter=AdapterRef("acme-v1", ref.path)), adapted)  # cached by name
     assert gen.perplexity([text], adapter=ref) != gen.perplexity([text])
+    assert not (ref.path.parent / "unpickled").exists()
 
 
 def test_an_answer_finishes_on_the_adapter_it_started_with(lora_gen):

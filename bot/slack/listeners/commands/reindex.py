@@ -39,6 +39,8 @@ def reindex_callback(ack: Ack, command: dict, context, client: WebClient) -> Non
         report = services.indexer.build(progress=lambda done, total: job.progress(done=done, total=total))
         # Only now does the bot switch to the new index; answers during the build used the old one.
         services.reopen_retriever()
+        if hasattr(report, "as_dict"):
+            return report.as_dict()
         return asdict(report) if is_dataclass(report) else dict(report)
 
     start_job(bot, ack, client, command, kind="reindex", name=name, work=work, summarize=summary)
@@ -55,7 +57,8 @@ def summary(job: JobRecord) -> str:
         if files:
             shown = ", ".join(f"`{escape(str(f))}`" for f in files[:10]) + (" …" if len(files) > 10 else "")
             lines.append(f"• {label}: {shown}")
-    for file, reason in skipped[:10]:
+    for item in skipped[:10]:
+        file, reason = (item["file"], item["reason"]) if isinstance(item, dict) else item
         lines.append(f"• skipped `{escape(str(file))}`: {escape(str(reason))}")
     if "chunks_total" in r:
         lines.append(

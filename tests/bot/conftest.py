@@ -1,0 +1,79 @@
+"""Fixtures for the Slack tests: real Services (real index, real model), a fake Slack Web API, real Bolt.
+
+The answering tests need a real Answerer, so `slack_services` wires one from Settings like the bot does,
+over its own writable copy of a few acme docs (the reindex test adds a file to it). Answers are kept
+short (max_new_tokens) because the CPU model makes ~27 tokens a second.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from slack_fake import ADMIN, SIGNING_SECRET, TOKEN, FakeSlackAPI, SlackSimulator, client_for
+
+from bot.slack import build_app
+from bot.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+ACME_DOCS = ROOT / "examples" / "acme" / "docs"
+DOCS = ["handbook/onboarding.md", "support/support-escalation.txt", "engineering/oncall-runbook.md"]
+
+
+@pytest.fixture(scope="session")
+def slack_docs(tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("slack-docs") / "docs"
+    for rel in DOCS:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ACME_DOCS / rel, dest / rel)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def slack_services(tmp_path_factory, model_cache, embed_model, slack_docs):
+    """Services over an index of `slack_docs`, built once; ADMIN is the one admin."""
+    from bot.config import load_settings
+    from bot.wiring import Services
+
+    home = tmp_path_factory.mktemp("slack-home")
+    (home / "models").symlink_to(model_cache, target_is_directory=True)  # the session's converted LLM
+    settings = load_settings(home=home, docs_dir=slack_docs, max_new_tokens=12, admins=[ADMIN])
+    services = Services(settings)
+    services.__dict__["embed_model"] = embed_model  # reuse the session's embedder (cached_property slot)
+    services.indexer.build()
+    return services
+
+
+@pytest.fixture
+def fake_slack():
+    with FakeSlackAPI(token=TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def sim(fake_slack) -> SlackSimulator:
+    return SlackSimulator(SIGNING_SECRET, fake=fake_slack)
+
+
+@pytest.fixture
+def store_path(tmp_path) -> Path:
+    return tmp_path / "bot.sqlite3"
+
+
+@pytest.fixture
+def make_app(slack_services, fake_slack, store_path):
+    """Build the real Bolt app against the fake Slack; call again to simulate a restart (same database)."""
+    stores = []
+
+    def make(services=None, **overrides):
+        store = Store(store_path)
+        stores.append(store)
+        kwargs = dict(
+            client=client_for(fake_slack), signing_secret=SIGNING_SECRET, store=store, update_interval=0
+        )
+        return build_app(services or slack_services, **{**kwargs, **overrides})
+
+    yield make
+    for store in stores:
+        store.close()

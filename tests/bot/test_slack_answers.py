@@ -1,0 +1,147 @@
+"""Mentions and DMs, end to end: signed requests into the real Bolt app, real answers, fake Slack."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_fake import PERSON, final_update, placeholder_for
+
+from bot.slack.answering import APOLOGY, BUSY, PLACEHOLDER
+from bot.store import Store
+
+QUESTION = "How long does the Quillmate pairing last?"
+
+
+def blocks_of(call, kind):
+    return [b for b in call.params["blocks"] if b["type"] == kind]
+
+
+def ask(app, sim, fake, text, *, channel="CGENERAL", user=PERSON, dm=False, thread_ts=None):
+    """Send a question as Slack would; return (event, placeholder call, final update call)."""
+    make = sim.dm_event if dm else sim.mention_event
+    event = make(text, user=user, channel=channel, thread_ts=thread_ts)
+    resp = app.dispatch(sim.event(event))
+    assert resp.status == 200  # acked at once, before any answering
+    placeholder = placeholder_for(fake, event)
+    return event, placeholder, final_update(fake, channel, placeholder.response["ts"])
+
+
+def test_mention_gets_a_placeholder_then_the_answer_in_the_thread_with_sources(
+    make_app, sim, fake_slack, store_path
+):
+    app = make_app()
+    event, placeholder, final = ask(app, sim, fake_slack, QUESTION)
+
+    assert placeholder.params["text"] == PLACEHOLDER
+    assert placeholder.params["thread_ts"] == event["ts"]  # in the thread of the question
+    assert placeholder.params["unfurl_links"] is False and placeholder.params["unfurl_media"] is False
+    sections = blocks_of(final, "section")
+    assert sections and sections[0]["text"]["text"].strip()
+    (sources,) = [b for b in blocks_of(final, "context") if "Sources" in b["elements"][0]["text"]]
+    assert "handbook/onboarding.md" in sources["elements"][0]["text"]
+    (buttons,) = blocks_of(final, "actions")
+    assert [e["action_id"] for e in buttons["elements"]] == ["feedback_up", "feedback_down"]
+    # Streamed: with update_interval=0 every piece updates the message before the final edit.
+    partial = fake_slack.calls(
+        "chat.update", lambda p: p.get("ts") == placeholder.response["ts"] and not p.get("blocks")
+    )
+    assert partial and all(p.params["text"].endswith(" …") for p in partial)
+    answer = Store(store_path).answer(buttons["elements"][0]["value"])
+    assert answer["channel"] == "CGENERAL" and answer["asked_by"] == PERSON
+    assert {"file": "handbook/onboarding.md"}.items() <= answer["sources"][0].items()
+
+
+def test_updates_are_throttled_to_the_update_interval(make_app, sim, fake_slack):
+    app = make_app(update_interval=3600)  # nothing may be edited within the hour: only the final edit
+    _, placeholder, _ = ask(app, sim, fake_slack, QUESTION)
+    assert len(fake_slack.calls("chat.update", lambda p: p.get("ts") == placeholder.response["ts"])) == 1
+
+
+def test_a_dm_is_answered_in_a_thread(make_app, sim, fake_slack):
+    app = make_app()
+    event, placeholder, final = ask(
+        app, sim, fake_slack, "What are the support tiers?", channel="DPERSON", dm=True
+    )
+    assert placeholder.params["thread_ts"] == event["ts"]
+    assert blocks_of(final, "section")
+
+
+def test_a_follow_up_in_a_thread_uses_the_thread_as_context(make_app, sim, fake_slack, slack_services):
+    app = make_app()
+    first, _, _ = ask(app, sim, fake_slack, QUESTION)
+    follow_up = "And how many hours per week?"
+    _, _, final = ask(app, sim, fake_slack, follow_up, thread_ts=first["ts"])
+
+    replies = fake_slack.calls("conversations.replies", lambda p: p.get("ts") == first["ts"])
+    assert replies and len(replies[-1].response["messages"]) >= 3  # question, answer, follow-up
+    # The thread's question steers retrieval: the follow-up is answered from the onboarding handbook.
+    (sources,) = [b for b in blocks_of(final, "context") if "Sources" in b["elements"][0]["text"]]
+    assert "handbook/onboarding.md" in sources["elements"][0]["text"]
+
+
+def test_i_dont_know_is_said_plainly_without_sources(make_app, sim, fake_slack):
+    app = make_app()
+    _, _, final = ask(app, sim, fake_slack, "What is the airspeed velocity of an unladen swallow?")
+    assert "know" in final.params["text"].lower()
+    assert not [b for b in blocks_of(final, "context") if "Sources" in b["elements"][0]["text"]]
+
+
+def test_a_retry_does_not_post_twice_even_after_a_restart(make_app, sim, fake_slack):
+    app = make_app()
+    event = sim.mention_event(QUESTION, user=PERSON, channel="CRETRY")
+    body_id = "EvRETRY0001"
+    assert app.dispatch(sim.event(event, event_id=body_id)).status == 200
+    placeholder = placeholder_for(fake_slack, event)
+    final_update(fake_slack, "CRETRY", placeholder.response["ts"])
+    assert app.dispatch(sim.event(event, event_id=body_id, retry_num=1)).status == 200
+
+    restarted = make_app()  # a new process would open the same database
+    assert restarted.dispatch(sim.event(event, event_id=body_id, retry_num=2)).status == 200
+    # A later question is answered, so the app is alive and any duplicate reply would have come first.
+    ask(restarted, sim, fake_slack, "What are the support tiers?", channel="COTHER")
+    assert len(fake_slack.calls("chat.postMessage", lambda p: p.get("channel") == "CRETRY")) == 1
+
+
+def test_past_the_queue_bound_users_are_told_the_bot_is_busy(make_app, sim, fake_slack):
+    app = make_app(max_concurrent_answers=1, answer_queue_size=0)
+    hold = fake_slack.hold("chat.update", lambda p: p.get("channel") == "CBUSY1")  # first answer stalls
+    first = sim.mention_event(QUESTION, user=PERSON, channel="CBUSY1")
+    app.dispatch(sim.event(first))
+    assert hold.held.wait(60)
+
+    second = sim.mention_event("What are the support tiers?", user=PERSON, channel="CBUSY2")
+    assert app.dispatch(sim.event(second)).status == 200
+    assert placeholder_for(fake_slack, second).params["text"] == BUSY
+    hold.release()
+    final_update(fake_slack, "CBUSY1", placeholder_for(fake_slack, first).response["ts"])
+
+
+def test_the_bot_ignores_other_bots(make_app, sim, fake_slack):
+    app = make_app()
+    fake_slack.add_user("UBOTUSER", "robot", is_bot=True)
+    from_app = sim.mention_event(QUESTION, user="UOTHERAPP", channel="CBOTS")
+    from_app["bot_id"] = "BOTHER"
+    assert app.dispatch(sim.event(from_app)).status == 200
+    assert (
+        app.dispatch(sim.event(sim.mention_event(QUESTION, user="UBOTUSER", channel="CBOTS"))).status == 200
+    )
+    ask(app, sim, fake_slack, "What are the support tiers?", channel="CPEOPLE")  # a person still gets answers
+    assert not fake_slack.calls("chat.postMessage", lambda p: p.get("channel") == "CBOTS")
+
+
+def test_a_failure_gets_a_short_apology_and_keeps_the_question_out_of_the_logs(
+    make_app, sim, fake_slack, tmp_path, embed_model, caplog
+):
+    from bot.config import load_settings
+    from bot.wiring import Services
+
+    # A data dir that was never indexed: retrieval fails inside the real Answerer.
+    broken = Services(load_settings(home=tmp_path / "empty-home", docs_dir=tmp_path / "none"))
+    broken.__dict__["embed_model"] = embed_model
+    app = make_app(services=broken)
+    secret_question = "What is the secret codename XYZZY-4471?"
+    with caplog.at_level(logging.DEBUG):
+        _, _, final = ask(app, sim, fake_slack, secret_question, channel="CFAIL")
+    assert final.params["text"] == APOLOGY
+    assert "answering event" in caplog.text  # the details went to the log...
+    assert "XYZZY" not in caplog.text and "xoxb-" not in caplog.text  # ...without the question or the token

@@ -1,0 +1,119 @@
+"""Indexing with the real embedder and real Chroma: incremental, build-then-swap, and bad input."""
+
+import shutil
+
+import pytest
+
+from indexers import IndexBuildError, IndexConfig, Indexer, Retriever
+
+from ..conftest import ACME
+
+
+def make(tmp_path, docs, embed_model, **kw):
+    cfg = IndexConfig(data_dir=tmp_path / "home", docs_dir=docs, show_progress=False, **kw)
+    return Indexer(cfg, embed_model), Retriever(cfg, embed_model)
+
+
+def chunk_count(indexer) -> int:
+    return indexer.store.collection(indexer.store.current()).count()
+
+
+def test_build_retrieve_and_cite(tmp_path, docs_copy, embed_model):
+    indexer, retriever = make(tmp_path, docs_copy, embed_model)
+    report = indexer.build()
+    assert len(report.added) == 6 and not report.skipped
+    assert report.chunks_total == report.chunks_embedded == chunk_count(indexer) > 6
+    hits = retriever.retrieve("Which VPN do we use?", top_k=3)
+    assert len(hits) == 3
+    assert hits[0].file == "it/helpdesk-faq.html"
+    assert hits[0].section == "Which VPN do we use?"
+    assert hits[0].url == "https://intranet.acme.example/it/helpdesk-faq"
+    assert hits[0].text.startswith("Which VPN do we use?")
+    assert hits[0].score >= hits[1].score >= hits[2].score
+    assert 0 < hits[0].similarity <= 1
+
+
+def test_incremental_embeds_only_what_changed(tmp_path, docs_copy, embed_model):
+    indexer, retriever = make(tmp_path, docs_copy, embed_model)
+    first = indexer.build()
+    again = indexer.build()
+    assert again.chunks_embedded == 0 and len(again.unchanged) == 6
+    assert again.generation == first.generation  # nothing changed: no new generation either
+
+    changed = docs_copy / "engineering/oncall-runbook.md"
+    changed.write_text(changed.read_text() + "\n## Pager etiquette\n\nAcknowledge within 7 minutes.\n")
+    (docs_copy / "support/support-escalation.txt").unlink()
+    report = indexer.build()
+    manifest = indexer.store.manifest(indexer.store.current())
+    assert report.changed == ["engineering/oncall-runbook.md"]
+    assert report.removed == ["support/support-escalation.txt"]
+    assert report.chunks_embedded == len(manifest["docs"]["engineering/oncall-runbook.md"]["chunks"])
+    assert report.chunks_total == chunk_count(indexer) == first.chunks_total - len(
+        indexer.store.manifest(first.generation)["docs"]["support/support-escalation.txt"]["chunks"]
+    ) + report.chunks_embedded - len(indexer.store.manifest(first.generation)["docs"][
+        "engineering/oncall-runbook.md"]["chunks"])
+    hits = retriever.retrieve("How quickly must I acknowledge a page?", top_k=20)
+    assert "support/support-escalation.txt" not in {h.file for h in hits}
+    assert any("7 minutes" in h.text for h in hits)
+
+
+def test_crash_halfway_leaves_previous_generation_serving(tmp_path, docs_copy, embed_model):
+    indexer, retriever = make(tmp_path, docs_copy, embed_model, embed_group=1)
+    indexer.build()
+    before = indexer.store.current()
+    hits_before = [(h.id, h.file) for h in retriever.retrieve("Which VPN do we use?")]
+    for path in docs_copy.rglob("*.md"):
+        path.write_text(path.read_text() + "\nMore text.\n")
+
+    def crash(done, total):
+        # Both .md files are re-embedded; onboarding.md is the third file, so by now the new
+        # generation holds freshly embedded chunks.
+        if 3 <= done < total:
+            raise KeyboardInterrupt("simulated crash halfway")
+
+    with pytest.raises(KeyboardInterrupt):
+        indexer.build(progress=crash)
+    assert indexer.store.current() == before
+    assert [(h.id, h.file) for h in Retriever(indexer.cfg, embed_model).retrieve("Which VPN do we use?")] == hits_before
+    orphans = [p.name for p in indexer.store.root.glob("g*") if p.name != before]
+    assert orphans and indexer.store.collection(orphans[0]).count() > 0  # half-built, still on disk...
+    indexer.build()
+    assert not set(orphans) & {p.name for p in indexer.store.root.glob("g*")}  # ...until the next build
+
+
+def test_bad_files_are_reported_and_good_versions_kept(tmp_path, docs_copy, embed_model):
+    for bad in (ACME / "bad-docs").iterdir():
+        shutil.copy(bad, docs_copy / bad.name)
+    indexer, _ = make(tmp_path, docs_copy, embed_model)
+    report = indexer.build()
+    reasons = dict(report.skipped)
+    assert set(reasons) == {"corrupt.pdf", "empty.md", "notes.txt"}
+    assert reasons["corrupt.pdf"].startswith("could not parse PDF")
+    assert reasons["empty.md"] == "empty file"
+    assert reasons["notes.txt"] == "binary content in a text file"
+
+    good = docs_copy / "handbook/onboarding.md"
+    chunks_before = chunk_count(indexer)
+    good.write_bytes(b"\x00\x01 broken by a bad sync")
+    report = indexer.build()
+    assert reasons_for(report, "handbook/onboarding.md") == "binary content in a text file; kept the previously indexed version"
+    assert chunk_count(indexer) == chunks_before  # nothing already indexed is lost
+
+
+def reasons_for(report, file):
+    return dict(report.skipped)[file]
+
+
+def test_missing_or_empty_docs_folder_is_a_clear_error_and_keeps_the_index(tmp_path, docs_copy, embed_model):
+    indexer, retriever = make(tmp_path, docs_copy, embed_model)
+    indexer.build()
+    current = indexer.store.current()
+    for path in docs_copy.rglob("*"):
+        if path.is_file():
+            path.unlink()
+    with pytest.raises(IndexBuildError, match="is empty; add .md"):
+        indexer.build()
+    shutil.rmtree(docs_copy)
+    with pytest.raises(IndexBuildError, match="does not exist; set EXPERTBOT_DOCS_DIR"):
+        indexer.build()
+    assert indexer.store.current() == current and retriever.retrieve("VPN")

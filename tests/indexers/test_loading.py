@@ -1,0 +1,75 @@
+"""Every format loads into titled sections; bad files are skipped with a reason. No models needed."""
+
+from pathlib import Path
+
+import pytest
+
+from indexers.loading import SkipFile, list_files, load_file
+
+from ..conftest import ACME
+
+DOCS = ACME / "docs"
+
+
+def load(rel: str):
+    return load_file(DOCS / rel, rel)
+
+
+def test_html_boilerplate_is_stripped_and_structure_kept():
+    doc = load("it/helpdesk-faq.html")
+    text = "\n".join(t for _, t in doc.sections)
+    headings = [h for h, _ in doc.sections]
+    assert doc.url == "https://intranet.acme.example/it/helpdesk-faq"
+    assert "How do I contact the IT Helpdesk?" in headings
+    raw = (DOCS / "it/helpdesk-faq.html").read_text()
+    # The page has a cookie banner, navigation and CSS; none of it may reach the index.
+    assert "cookie" in raw.lower() and "<nav" in raw and "<style" in raw
+    assert "cookie" not in text.lower()
+    assert "position: fixed" not in text
+    assert "Patchbay" in text  # the real content survives
+
+
+def test_docx_heading_styles_become_sections():
+    doc = load("policies/data-retention-policy.docx")
+    assert doc.title == "Data Retention Policy"
+    assert "Retention periods by data class" in [h for h, _ in doc.sections]
+
+
+def test_pdf_sections_carry_headings_and_pages():
+    doc = load("handbook/benefits-summary.pdf")
+    assert doc.title == "Benefits Summary 2024"
+    assert "Pension (page 1)" in [h for h, _ in doc.sections]
+
+
+def test_markdown_and_txt_titles_and_sections():
+    md = load("handbook/onboarding.md")
+    assert md.title and all(h for h, _ in md.sections)
+    txt = load("support/support-escalation.txt")
+    assert txt.title == "Customer Support Escalation Guide"
+    assert "1. SUPPORT TIERS" in [h for h, _ in txt.sections]
+
+
+def test_rst_headings(tmp_path: Path):
+    (tmp_path / "guide.rst").write_text("=====\nGuide\n=====\n\nIntro.\n\nInstall\n-------\n\nRun it.\n")
+    doc = load_file(tmp_path / "guide.rst", "guide.rst")
+    assert doc.title == "Guide"
+    assert [h for h, _ in doc.sections] == ["Guide", "Install"]
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [("corrupt.pdf", "could not parse PDF"), ("empty.md", "empty file"), ("notes.txt", "binary content")],
+)
+def test_bad_files_are_skipped_with_a_reason(name, reason):
+    with pytest.raises(SkipFile, match=reason):
+        load_file(ACME / "bad-docs" / name, name)
+
+
+def test_unsupported_and_hidden_files(tmp_path: Path):
+    (tmp_path / "data.xlsx").write_bytes(b"PK\x03\x04")
+    (tmp_path / ".hidden.md").write_text("# secret")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "x.md").write_text("# x")
+    assert [p.name for p in list_files(tmp_path)] == ["data.xlsx"]
+    with pytest.raises(SkipFile, match=r"unsupported file type '\.xlsx' \(supported: \.md"):
+        load_file(tmp_path / "data.xlsx", "data.xlsx")

@@ -1,0 +1,106 @@
+"""The index survives a SIGKILL mid-build, and the same code runs against a Chroma server."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from indexers import IndexConfig, Indexer, Retriever
+
+CLI = [sys.executable, "-m", "bot"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, what: str, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_during_build_keeps_old_generation(tmp_path, docs_copy, embed_model):
+    home = tmp_path / "home"
+    env = {**os.environ, "EXPERTBOT_HOME": str(home), "EXPERTBOT_DOCS_DIR": str(docs_copy)}
+    subprocess.run([*CLI, "index"], env=env, check=True, capture_output=True)
+    cfg = IndexConfig(data_dir=home, docs_dir=docs_copy, show_progress=False)
+    store = Indexer(cfg, embed_model).store
+    before = store.current()
+    expected = [h.id for h in Retriever(cfg, embed_model).retrieve("Which VPN do we use?")]
+
+    shutil.copytree(docs_copy, tmp_path / "more")
+    shutil.move(tmp_path / "more", docs_copy / "more")  # six new files: the kill lands mid-build
+    proc = subprocess.Popen([*CLI, "index"], env=env, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # wait until the new generation has finished files, then kill -9
+        if line.startswith("files ") and int(line.split()[1].split("/")[0]) >= 3:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert store.current() == before
+    assert [h.id for h in Retriever(cfg, embed_model).retrieve("Which VPN do we use?")] == expected
+    orphans = {p.name for p in store.root.glob("g*")} - {before}
+    assert orphans
+    done = subprocess.run([*CLI, "index"], env=env, check=True, capture_output=True, text=True)
+    assert "files 12/12" in done.stderr
+    assert not orphans & {p.name for p in store.root.glob("g*")}
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    exe = Path(sys.executable).with_name("chroma")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(exe), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(tmp_path / "server")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    def up():
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(up, "the Chroma server to listen", timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_chroma_server_mode(tmp_path, docs_copy, embed_model, chroma_server):
+    cfg = IndexConfig(data_dir=tmp_path / "home", docs_dir=docs_copy, chroma_url=chroma_server, show_progress=False)
+    indexer = Indexer(cfg, embed_model)
+    first = indexer.build()
+    assert not (cfg.index_dir / "chroma").exists()  # nothing embedded locally: vectors live on the server
+    hits = Retriever(cfg, embed_model).retrieve("Which VPN do we use?")
+    assert hits[0].file == "it/helpdesk-faq.html"
+    (docs_copy / "handbook/onboarding.md").write_text("# Onboarding\n\nYour Quillmate pairing lasts 9 weeks.\n")
+    second = indexer.build()
+    assert second.changed == ["handbook/onboarding.md"] and second.chunks_embedded == 1
+    names = {c.name for c in indexer.store.client.list_collections()}
+    assert indexer.store.collection_name(second.generation) in names
+    assert indexer.store.collection_name(first.generation) in names  # the previous one is kept...
+    indexer.store.cfg.keep_generations = 1
+    indexer.store.cleanup()
+    assert {c.name for c in indexer.store.client.list_collections()} == {
+        indexer.store.collection_name(second.generation)  # ...and dropped once not wanted
+    }
+
+
+def test_unreachable_chroma_server_is_a_clear_error(tmp_path, docs_copy, embed_model):
+    from indexers import StoreError
+
+    cfg = IndexConfig(data_dir=tmp_path / "home", docs_dir=docs_copy, chroma_url=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(StoreError, match="cannot reach the Chroma server at http://127.0.0.1"):
+        Indexer(cfg, embed_model).build()
