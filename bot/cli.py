@@ -17,12 +17,15 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean the user must change something: shown as one clean line, never a traceback."""
     from adapters.base import BaseModelNotFoundError
     from adapters.generate import UnsafeAdapterError
+    from adapters.glossary import GlossaryError
+    from adapters.registry import RegistryError
     from indexers import IndexBuildError, StoreError
 
+    from .evaluate import QAFileError
     from .wiring import AdapterNotFoundError
 
     return (ConfigError, IndexBuildError, StoreError, BaseModelNotFoundError, UnsafeAdapterError,
-            AdapterNotFoundError)
+            AdapterNotFoundError, GlossaryError, RegistryError, QAFileError)
 
 
 class CleanErrors(click.Group):
@@ -121,6 +124,30 @@ def ask(ctx, question, as_json, no_retrieval, adapter):
     click.echo(f"\nadapter: {answer.adapter or 'none (base model)'}", err=True)
 
 
+@main.command("eval")
+@click.option("--qa", "qa_file", required=True, type=click.Path(dir_okay=False), help="QA file (JSONL).")
+@click.option("--out", type=click.File("w"), help="Write one JSON line per answer here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--no-generate", is_flag=True, help="Score retrieval only (fast; no LLM).")
+@click.pass_context
+def evaluate_cmd(ctx, qa_file, out, as_json, no_generate):
+    """Score source hit@1/@5, MRR, answer and refusal accuracy, and latency on a QA file."""
+    from tqdm import tqdm
+
+    from .evaluate import evaluate, load_qa
+
+    items = load_qa(qa_file)
+    answerer = services(ctx).answerer
+    with tqdm(total=len(items), desc="eval", unit="q", file=sys.stderr) as bar:
+        report = evaluate(answerer, items, generate=not no_generate, out=out, progress=lambda _: bar.update())
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for key, value in report.items():
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        click.echo(f"  {key:<20}{shown:>10}")
+
+
 @main.command()
 @click.pass_context
 def doctor(ctx):
@@ -146,5 +173,7 @@ def serve(ctx, http, host, port):
 
     run(services(ctx), http=http, host=host, port=port)
 
+
+from . import cli_adapters  # noqa: E402,F401  (registers retrain and adapters on main)
 
 __all__ = ["Settings", "main"]

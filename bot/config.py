@@ -34,13 +34,16 @@ class Settings(BaseSettings):
     adapter: str = Field("current", description="adapter: 'current' (registry), 'none', a name or a path")
     chroma_url: str | None = Field(None, description="Chroma server URL; unset: embedded under home")
     top_k: int = Field(4, ge=1, le=50, description="chunks retrieved per question")
-    min_similarity: float = Field(0.3, ge=-1.0, le=1.0, description="below this cosine: 'I don't know'")
+    min_similarity: float = Field(0.38, ge=-1.0, le=1.0, description="below this cosine: 'I don't know'")
     chunk_size: int = Field(180, ge=96, le=1024, description="chunk size in embedder tokens")
     chunk_overlap: int = Field(30, ge=0, description="overlap between chunks, in tokens")
-    max_new_tokens: int = Field(160, ge=1, le=4096, description="answer length limit in tokens")
+    max_new_tokens: int = Field(96, ge=1, le=4096, description="answer length limit in tokens")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto, cpu or cuda")
     load_in_4bit: bool = Field(False, description="load the base model in 4-bit NF4 (bitsandbytes)")
     glossary: Path | None = Field(None, description="glossary for retraining; default: glossary.* in docs")
+    gate_max_perplexity_increase: float = Field(
+        0.05, ge=0, lt=1, description="how much worse general perplexity a new adapter may be (0.05 = 5%)"
+    )
     admins: Annotated[list[str], NoDecode] = Field([], description="Slack user IDs allowed to run admin commands")
     eval_qa: Path | None = Field(None, description="QA file whose figures job summaries include")
     max_concurrent_answers: int = Field(1, ge=1, le=16, description="answers generated at once")

@@ -17,6 +17,7 @@ from bot.store import JobConflictError, JobRecord, Store
 log = logging.getLogger(__name__)
 
 JobCallback = Callable[[JobRecord], None]
+AUTO = object()  # JobContext.progress: estimate the ETA from done/total
 
 
 class JobBusyError(RuntimeError):
@@ -38,18 +39,26 @@ class JobContext:
         self._started = time.monotonic()
         self._progress: dict = {}
 
-    def progress(self, done: int | None = None, total: int | None = None, **fields) -> None:
-        """Record progress; `done` of `total` units also gives an ETA from the rate so far."""
+    def progress(
+        self,
+        done: int | None = None,
+        total: int | None = None,
+        *,
+        eta_s: float | None | object = AUTO,
+        **fields,
+    ) -> None:
+        """Record progress. `done` of `total` units gives an ETA from the rate so far, unless the work
+        passes its own `eta_s` (None: no estimate at this stage)."""
         elapsed = time.monotonic() - self._started
-        update = {k: v for k, v in fields.items() if v is not None}
+        self._progress.update({k: v for k, v in fields.items() if v is not None}, elapsed_s=round(elapsed, 1))
         if done is not None:
-            update["done"] = done
+            self._progress["done"] = done
         if total is not None:
-            update["total"] = total
-        self._progress.update(update, elapsed_s=round(elapsed, 1))
+            self._progress["total"] = total
         d, t = self._progress.get("done"), self._progress.get("total")
-        if "eta_s" not in update and d and t and d <= t:
-            self._progress["eta_s"] = round(elapsed / d * (t - d), 1)
+        if eta_s is AUTO:
+            eta_s = elapsed / d * (t - d) if d and t and d <= t else None
+        self._progress["eta_s"] = None if eta_s is None else round(eta_s, 1)
         self._runner.store.set_job_progress(self.id, self._progress)
         if self._on_progress is not None:
             # A failing progress message must not fail the job it reports on.

@@ -6,6 +6,7 @@ Everything is built on first use, so `expertbot index` never loads the LLM and `
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from pathlib import Path
 
@@ -17,8 +18,15 @@ def offline_environment() -> None:
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ.setdefault(var, "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' per-load weight bars
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def quiet_libraries() -> None:
+    """Known-harmless warnings that would scare a new user on every command."""
+    # bitsandbytes looks for an optional CPU kernel package at import and warns when it is absent.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 class AdapterNotFoundError(ValueError):
@@ -28,6 +36,7 @@ class AdapterNotFoundError(ValueError):
 class Services:
     def __init__(self, settings: Settings):
         offline_environment()
+        quiet_libraries()
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
 
@@ -81,8 +90,38 @@ class Services:
         s = self.settings
         return Answerer(
             self.retriever, self.generator, min_similarity=s.min_similarity, top_k=s.top_k,
-            max_new_tokens=s.max_new_tokens, resolve_adapter=self.resolve_adapter,
+            max_new_tokens=s.max_new_tokens, resolve_adapter=self.resolve_adapter, select_facts=self.select_facts,
         )
+
+    def select_facts(self, question: str, hits, n: int):
+        from indexers.facts import best_facts
+
+        return best_facts(question, hits, self.embed_model, n)
+
+    def retrain(self, progress=None, *, glossary: Path | None = None, epochs: int | None = None,
+                max_steps: int | None = None, qlora: bool | None = None):
+        """Train, evaluate, register and (if it passes the gate) promote a new adapter version."""
+        from adapters.gate import GateConfig
+        from adapters.pipeline import retrain
+        from adapters.train import TrainConfig
+
+        s = self.settings
+        overrides = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps), ("qlora", qlora)) if v is not None}
+        return retrain(
+            s.base_model_config(), TrainConfig(**overrides), self.registry,
+            glossary=glossary or s.glossary, docs_dir=s.docs_dir, contexts=self._contexts(),
+            gate=GateConfig(max_perplexity_increase=s.gate_max_perplexity_increase), progress=progress,
+        )
+
+    def _contexts(self):
+        """Chunks that mention a term, for context-grounded training examples; none without an index."""
+        from indexers import NoIndexError
+
+        try:
+            self.retriever.reopen()
+        except NoIndexError:
+            return None
+        return lambda term: [h.text for h in self.retriever.retrieve(term, top_k=2)]
 
     def resolve_adapter(self, spec: str | None = None):
         """'none' -> base model; 'current' -> the registry's current version (read on every call: hot swap);

@@ -48,6 +48,12 @@ def make_home(tmp: Path, model_cache: Path) -> Path:
     return home
 
 
+@pytest.fixture
+def fresh_home(tmp_path, model_cache) -> Path:
+    """An empty data directory that shares the session's converted LLM."""
+    return make_home(tmp_path, model_cache)
+
+
 @pytest.fixture(scope="session")
 def acme_settings(tmp_path_factory, model_cache):
     from bot.config import load_settings

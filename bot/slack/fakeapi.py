@@ -73,7 +73,8 @@ class FakeSlackAPI:
         return f"http://{host}:{port}/api/"
 
     def start(self) -> FakeSlackAPI:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-slack-api", daemon=True)
+        serve = lambda: self._server.serve_forever(poll_interval=0.05)  # noqa: E731  (quick to stop)
+        self._thread = threading.Thread(target=serve, name="fake-slack-api", daemon=True)
         self._thread.start()
         return self
 

@@ -16,7 +16,7 @@ FEEDBACK_BLOCK_ID = "expertbot_feedback"
 FEEDBACK_ACTIONS = {"feedback_up": "up", "feedback_down": "down"}
 ZWSP = "\u200b"
 
-_BROADCAST = re.compile(r"@(channel|here|everyone)\b", re.IGNORECASE)
+_BROADCAST = re.compile(r"(?<![\w.])@(channel|here|everyone)\b", re.IGNORECASE)
 _MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _ENTITY_TAIL = re.compile(r"&[a-z]{0,3}$")
 

@@ -31,12 +31,12 @@ def progress_detail(job: JobRecord) -> str:
     if job.kind == "reindex" and "total" in p:
         parts.append(f"{p.get('done', 0)} of {p['total']} files")
     elif job.kind == "retrain":
-        if p.get("stage") and p.get("stage") != "train":
-            parts.append(escape(str(p["stage"])))
-        if p.get("total"):
+        if p.get("stage") == "train" and p.get("total"):
             parts.append(f"step {p.get('done', 0)} of {p['total']}")
-        if p.get("loss") is not None:
-            parts.append(f"loss {p['loss']:.3f}")
+            if p.get("loss") is not None:
+                parts.append(f"loss {p['loss']:.3f}")
+        elif p.get("message"):
+            parts.append(escape(str(p["message"])))
     if job.state == "running" and p.get("eta_s") is not None:
         parts.append(f"ETA {duration(p['eta_s'])}")
     return " · ".join(parts) or "starting…"

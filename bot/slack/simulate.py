@@ -49,6 +49,8 @@ class SlackSimulator:
 
     def _ts_for(self, channel: str, text: str, user: str, thread_ts: str | None) -> str:
         if self.fake is not None:
+            if user not in self.fake.users:  # whoever writes a message exists in the workspace
+                self.fake.add_user(user, user.lower())
             return self.fake.add_message(channel, text, user=user, thread_ts=thread_ts)
         return f"{int(time.time())}.{next(self._ts):06d}"
 

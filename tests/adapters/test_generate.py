@@ -141,8 +141,15 @@ def test_pickle_adapter_is_refused_without_being_opened(gen, tmp_path):
     with pytest.raises(UnsafeAdapterError, match="only safetensors adapters are supported"):
         gen.perplexity(["hello there"], adapter=AdapterRef("evil", bad))
     for suffix in (".pt", ".pth"):
+        folder = tmp_path / f"evil{suffix}"
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text("{}")
+        (folder / f"adapter_model{suffix}").write_bytes(pickle.dumps(_WritesMarker(marker)))
+        (folder / "adapter_model.safetensors").write_bytes(b"")  # a safetensors file beside it is no excuse
         with pytest.raises(UnsafeAdapterError, match="only safetensors"):
-            gen.generate(QUESTION, adapter=AdapterRef("evil", bad.with_suffix(suffix).parent / f"w{suffix}"))
+            gen.generate(QUESTION, adapter=AdapterRef("evil", folder))
+        with pytest.raises(UnsafeAdapterError, match="only safetensors"):
+            gen.generate(QUESTION, adapter=AdapterRef("evil", folder / f"adapter_model{suffix}"))
     assert not marker.exists()  # ...and ours never unpickled it
 
     empty = tmp_path / "no-weights"

@@ -11,10 +11,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from slack_fake import ADMIN, SIGNING_SECRET, TOKEN, FakeSlackAPI, SlackSimulator, client_for
 
 from bot.slack import build_app
+from bot.slack.fakeapi import FakeSlackAPI
+from bot.slack.simulate import SlackSimulator
 from bot.store import Store
+
+from .slack_fake import ADMIN, SIGNING_SECRET, TOKEN, client_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ACME_DOCS = ROOT / "examples" / "acme" / "docs"
@@ -64,16 +67,14 @@ def store_path(tmp_path) -> Path:
 @pytest.fixture
 def make_app(slack_services, fake_slack, store_path):
     """Build the real Bolt app against the fake Slack; call again to simulate a restart (same database)."""
-    stores = []
 
     def make(services=None, **overrides):
-        store = Store(store_path)
-        stores.append(store)
-        kwargs = dict(
-            client=client_for(fake_slack), signing_secret=SIGNING_SECRET, store=store, update_interval=0
-        )
-        return build_app(services or slack_services, **{**kwargs, **overrides})
+        kwargs = {
+            "client": client_for(fake_slack),
+            "signing_secret": SIGNING_SECRET,
+            "store": Store(store_path),
+        }
+        return build_app(services or slack_services, **{**kwargs, "update_interval": 0, **overrides})
 
-    yield make
-    for store in stores:
-        store.close()
+    # Stores are left open: a job or answer still finishing in the background may write to them.
+    return make

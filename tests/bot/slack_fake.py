@@ -8,20 +8,18 @@ files_upload_v2 steps. Only Slack is faked; the bot under test is the real Bolt 
 
 from __future__ import annotations
 
+import json
+
 from slack_sdk import WebClient
 
 from bot.slack.answering import APOLOGY
 from bot.slack.app import web_client
-from bot.slack.fakeapi import Call, FakeSlackAPI, Hold
-from bot.slack.simulate import SlackSimulator, http_parts
+from bot.slack.fakeapi import Call, FakeSlackAPI
 
 SIGNING_SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
 ADMIN = "UADMIN"
 PERSON = "UPERSON"
-
-__all__ = ["ADMIN", "PERSON", "SIGNING_SECRET", "TOKEN", "Call", "FakeSlackAPI", "Hold", "SlackSimulator",
-           "client_for", "final_update", "http_parts", "placeholder_for"]  # fmt: skip
 
 
 def client_for(fake: FakeSlackAPI) -> WebClient:
@@ -29,14 +27,15 @@ def client_for(fake: FakeSlackAPI) -> WebClient:
     return web_client(fake.token, fake.url)
 
 
-def placeholder_for(fake: FakeSlackAPI, event: dict, timeout: float = 60) -> Call:
-    """The bot's first post in the event's thread (the placeholder, or the busy notice)."""
+def in_thread_of(event: dict):
+    """A filter for the bot's posts in the thread an event belongs to."""
     thread = event.get("thread_ts") or event["ts"]
+    return lambda p: p.get("channel") == event["channel"] and p.get("thread_ts") == thread
 
-    def where(p: dict) -> bool:
-        return p.get("channel") == event["channel"] and p.get("thread_ts") == thread
 
-    return fake.wait_for("chat.postMessage", where, timeout=timeout)[0]
+def placeholder_for(fake: FakeSlackAPI, event: dict, already: int = 0, timeout: float = 60) -> Call:
+    """The bot's first post in the event's thread after the `already` posts made there before it."""
+    return fake.wait_for("chat.postMessage", in_thread_of(event), count=already + 1, timeout=timeout)[already]
 
 
 def final_update(fake: FakeSlackAPI, channel: str, ts: str, timeout: float = 120) -> Call:
@@ -50,3 +49,33 @@ def final_update(fake: FakeSlackAPI, channel: str, ts: str, timeout: float = 120
         )
 
     return fake.wait_for("chat.update", where, timeout=timeout)[-1]
+
+
+def ask(app, sim, fake, text, *, channel="CGENERAL", user=PERSON, dm=False, thread_ts=None):
+    """Send a question as Slack would; return (event, placeholder call, final update call)."""
+    make = sim.dm_event if dm else sim.mention_event
+    event = make(text, user=user, channel=channel, thread_ts=thread_ts)
+    already = len(fake.calls("chat.postMessage", in_thread_of(event)))
+    resp = app.dispatch(sim.event(event))
+    assert resp.status == 200  # acked at once, before any answering
+    placeholder = placeholder_for(fake, event, already)
+    return event, placeholder, final_update(fake, channel, placeholder.response["ts"])
+
+
+def blocks_of(call: Call, kind: str) -> list[dict]:
+    return [b for b in call.params.get("blocks") or [] if b["type"] == kind]
+
+
+def sources_text(call: Call) -> str | None:
+    """The text of the answer's Sources context block, or None when it has none."""
+    found = [
+        b["elements"][0]["text"] for b in blocks_of(call, "context") if "Sources" in b["elements"][0]["text"]
+    ]
+    return found[0] if found else None
+
+
+def ack_text(resp) -> str:
+    """The text of a slash command's ack (what Slack shows only to the person who ran it)."""
+    if isinstance(resp.body, dict):
+        return resp.body["text"]
+    return json.loads(resp.body)["text"] if resp.body.startswith("{") else resp.body  # Bolt sends plain text

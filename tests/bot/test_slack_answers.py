@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from slack_fake import PERSON, final_update, placeholder_for
-
 from bot.slack.answering import APOLOGY, BUSY, PLACEHOLDER
 from bot.store import Store
 
+from .slack_fake import PERSON, ask, blocks_of, final_update, placeholder_for, sources_text
+
 QUESTION = "How long does the Quillmate pairing last?"
-
-
-def blocks_of(call, kind):
-    return [b for b in call.params["blocks"] if b["type"] == kind]
-
-
-def ask(app, sim, fake, text, *, channel="CGENERAL", user=PERSON, dm=False, thread_ts=None):
-    """Send a question as Slack would; return (event, placeholder call, final update call)."""
-    make = sim.dm_event if dm else sim.mention_event
-    event = make(text, user=user, channel=channel, thread_ts=thread_ts)
-    resp = app.dispatch(sim.event(event))
-    assert resp.status == 200  # acked at once, before any answering
-    placeholder = placeholder_for(fake, event)
-    return event, placeholder, final_update(fake, channel, placeholder.response["ts"])
 
 
 def test_mention_gets_a_placeholder_then_the_answer_in_the_thread_with_sources(
@@ -37,8 +23,7 @@ def test_mention_gets_a_placeholder_then_the_answer_in_the_thread_with_sources(
     assert placeholder.params["unfurl_links"] is False and placeholder.params["unfurl_media"] is False
     sections = blocks_of(final, "section")
     assert sections and sections[0]["text"]["text"].strip()
-    (sources,) = [b for b in blocks_of(final, "context") if "Sources" in b["elements"][0]["text"]]
-    assert "handbook/onboarding.md" in sources["elements"][0]["text"]
+    assert "handbook/onboarding.md" in sources_text(final)
     (buttons,) = blocks_of(final, "actions")
     assert [e["action_id"] for e in buttons["elements"]] == ["feedback_up", "feedback_down"]
     # Streamed: with update_interval=0 every piece updates the message before the final edit.
@@ -67,23 +52,23 @@ def test_a_dm_is_answered_in_a_thread(make_app, sim, fake_slack):
 
 
 def test_a_follow_up_in_a_thread_uses_the_thread_as_context(make_app, sim, fake_slack, slack_services):
+    follow_up = "What if it doesn't work out?"
+    assert slack_services.answerer.stream(follow_up).refused  # on its own, nothing in the docs matches it
     app = make_app()
     first, _, _ = ask(app, sim, fake_slack, QUESTION)
-    follow_up = "And how many hours per week?"
     _, _, final = ask(app, sim, fake_slack, follow_up, thread_ts=first["ts"])
 
     replies = fake_slack.calls("conversations.replies", lambda p: p.get("ts") == first["ts"])
     assert replies and len(replies[-1].response["messages"]) >= 3  # question, answer, follow-up
-    # The thread's question steers retrieval: the follow-up is answered from the onboarding handbook.
-    (sources,) = [b for b in blocks_of(final, "context") if "Sources" in b["elements"][0]["text"]]
-    assert "handbook/onboarding.md" in sources["elements"][0]["text"]
+    # With the thread's question as context it is answered from the onboarding handbook.
+    assert "handbook/onboarding.md" in sources_text(final)
 
 
 def test_i_dont_know_is_said_plainly_without_sources(make_app, sim, fake_slack):
     app = make_app()
     _, _, final = ask(app, sim, fake_slack, "What is the airspeed velocity of an unladen swallow?")
     assert "know" in final.params["text"].lower()
-    assert not [b for b in blocks_of(final, "context") if "Sources" in b["elements"][0]["text"]]
+    assert sources_text(final) is None
 
 
 def test_a_retry_does_not_post_twice_even_after_a_restart(make_app, sim, fake_slack):
@@ -145,3 +130,21 @@ def test_a_failure_gets_a_short_apology_and_keeps_the_question_out_of_the_logs(
     assert final.params["text"] == APOLOGY
     assert "answering event" in caplog.text  # the details went to the log...
     assert "XYZZY" not in caplog.text and "xoxb-" not in caplog.text  # ...without the question or the token
+
+
+def test_a_feedback_click_is_stored_with_who_which_answer_and_which_vote(
+    make_app, sim, fake_slack, store_path
+):
+    app = make_app()
+    _, placeholder, final = ask(app, sim, fake_slack, QUESTION, channel="CFEEDBACK")
+    (buttons,) = blocks_of(final, "actions")
+    answer_id = buttons["elements"][0]["value"]
+    for action in ("feedback_up", "feedback_down"):  # a second click changes the vote
+        click = sim.button(
+            action, answer_id, user="UVOTER", channel="CFEEDBACK", message_ts=placeholder.response["ts"]
+        )
+        assert app.dispatch(click).status == 200
+    fake_slack.wait_for("chat.postEphemeral", lambda p: p.get("user") == "UVOTER", count=2)
+    votes = Store(store_path).votes()
+    assert [(v["answer_id"], v["user"], v["vote"]) for v in votes] == [(answer_id, "UVOTER", "down")]
+    assert Store(store_path).answer(answer_id)["message_ts"] == placeholder.response["ts"]

@@ -1,5 +1,4 @@
 import logging
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from slack_bolt import Ack
@@ -45,8 +44,14 @@ def retrain_adapter_callback(ack: Ack, command: dict, context, client: WebClient
 
     def work(job) -> dict:
         def progress(p) -> None:
+            training = p.stage == "train"
             job.progress(
-                done=p.step or None, total=p.total_steps or None, stage=p.stage, loss=p.loss, eta_s=p.eta_s
+                done=p.step if training else None,
+                total=p.total_steps if training else None,
+                stage=p.stage,
+                loss=p.loss,
+                message=p.message,
+                eta_s=p.eta_s if training else None,
             )
 
         return result_dict(services.retrain(progress=progress))
@@ -87,24 +92,21 @@ def rollback(bot, ack: Ack, command: dict, name: str) -> None:
 
 
 def result_dict(result) -> dict:
-    """The trainer's result as JSON-safe data for the jobs table."""
-    for method in ("as_dict", "to_dict"):
-        if callable(getattr(result, method, None)):
-            result = getattr(result, method)()
-            break
-    if is_dataclass(result):
-        result = asdict(result)
-    return _jsonable(dict(result))
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
+    """The figures the summary needs, as JSON for the jobs table (not the per-question answers)."""
+    verdict = result.verdict
+    return {
+        "version": result.version,
+        "promoted": bool(result.promoted),
+        "gate": {
+            "promote": bool(verdict.promote),
+            "reasons": list(verdict.reasons),
+            "reference": verdict.reference,
+        },
+        "metrics": result.metrics,
+        "train": result.train,
+        "loss_plot": str(result.loss_plot) if result.loss_plot else None,
+        "seconds": result.seconds,
+    }
 
 
 def loss_plot(job: JobRecord) -> list[Path]:
@@ -121,16 +123,19 @@ def _accuracy(m: dict | None) -> str:
 
 def summary(job: JobRecord) -> str:
     r = job.result or {}
-    metrics = r.get("metrics") or {}
-    gate = r.get("gate") or {}
-    verdict = gate.get("verdict") or ("passed" if gate.get("passed") else "failed")
+    metrics, gate = r.get("metrics") or {}, r.get("gate") or {}
     seconds = r.get("seconds", job.progress.get("elapsed_s"))
-    base, adapter = _accuracy(metrics.get("base")), _accuracy(metrics.get("adapter"))
-    name = f", adapter `{escape(r['adapter'])}`" if r.get("adapter") else ""
+    verdict = (
+        "promoted: new answers use it" if r.get("promoted") else "not promoted: answers keep the current one"
+    )
+    accuracy = f"base {_accuracy(metrics.get('base'))} → adapter {_accuracy(metrics.get('adapter'))}"
+    if metrics.get("current"):
+        accuracy += f" (current {_accuracy(metrics['current'])})"
     lines = [
-        f"Adapter retraining `{job.id}` finished in {duration(seconds)}.",
-        f"Terminology accuracy: base {base} → adapter {adapter}",
-        f"Gate: *{escape(str(verdict))}*{name}",
+        f"Adapter retraining `{job.id}` finished in {duration(seconds)}: `{escape(str(r.get('version')))}`, "
+        f"{verdict}.",
+        f"Terminology accuracy: {accuracy}",
+        f"Gate, compared with {escape(str(gate.get('reference', '?')))}:",
     ]
     lines += [f"• {escape(str(reason))}" for reason in gate.get("reasons") or []]
     return "\n".join(lines)

@@ -1,0 +1,149 @@
+"""retrain(): glossary -> dataset -> LoRA training -> base vs adapter evaluation -> registry -> gate.
+
+This is what the bot's /retrain-adapter job and `expertbot retrain` call. It loads its own copy of
+the base model: training wraps the model with LoRA in place, and the copy that answers questions
+must not change under a running answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from adapters.config import ModelConfig
+from adapters.dataset import build_dataset
+from adapters.gate import GateConfig, GateVerdict, decide
+from adapters.registry import AdapterInfo, AdapterRegistry
+from adapters.train import TrainConfig, TrainProgress, check_qlora_supported, train_lora, use_qlora
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RetrainResult:
+    """Everything the CLI and the Slack summary print."""
+
+    version: str  # the registered version, e.g. "terms-v3"
+    promoted: bool
+    verdict: GateVerdict
+    metrics: dict  # base/adapter(/current): {accuracy, correct, total, perplexity}
+    train: dict  # steps, seconds, tokens_per_s, best_eval_loss, resumed_from, qlora
+    dataset: dict  # terms, examples, held-out templates, dataset_hash, glossary
+    loss_plot: Path | None
+    adapter: AdapterInfo
+    seconds: float
+
+    def summary_lines(self) -> list[str]:
+        m = self.metrics
+        lines = [
+            f"adapter {self.version}: {self.train['steps']} steps in {self.train['seconds']:.0f}s "
+            f"({self.train['tokens_per_s']:.0f} tokens/s), best validation loss {self.train['best_eval_loss']}",
+            f"terminology accuracy without retrieval ({m['adapter']['total']} held-out questions): "
+            f"base {m['base']['accuracy']:.1%}, adapter {m['adapter']['accuracy']:.1%}"
+            + (f", current {m['current']['accuracy']:.1%}" if "current" in m else ""),
+            f"general perplexity: base {m['base']['perplexity']:.2f}, adapter {m['adapter']['perplexity']:.2f}"
+            + (f", current {m['current']['perplexity']:.2f}" if "current" in m else ""),
+            f"gate: {'PROMOTED' if self.promoted else 'not promoted'} (compared with {self.verdict.reference})",
+        ]
+        return lines + [f"  - {r}" for r in self.verdict.reasons]
+
+
+def retrain(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    registry: AdapterRegistry,
+    *,
+    glossary: Path | None = None,
+    docs_dir: Path | None = None,
+    contexts: Callable[[str], list[str]] | None = None,
+    gate: GateConfig | None = None,
+    progress: Callable[[TrainProgress], None] | None = None,
+    work_dir: Path | None = None,
+    promote: bool = True,
+) -> RetrainResult:
+    """Train a new adapter version and promote it if it passes the gate.
+
+    glossary: a file; if None, glossary.* is searched under docs_dir. contexts(term): retrieved chunks
+    for context-grounded examples (optional). work_dir holds checkpoints (default
+    <registry>/.work/<name>): calling retrain again after a crash resumes from the last complete one.
+    promote=False registers and records the verdict but leaves `current` alone.
+    """
+    from adapters.base import base_model_fingerprint, load_base_model, resolve_device
+    from adapters.evaluate import compare
+
+    started = time.monotonic()
+
+    def report(stage: str, message: str, **kw) -> None:
+        log.info("%s: %s", stage, message)
+        if progress:
+            progress(TrainProgress(stage, message=message, **kw))
+
+    report("dataset", "building the dataset")
+    ds = build_dataset(glossary, docs_dir=docs_dir, contexts=contexts, val_templates=train_cfg.val_templates,
+                       contexts_per_term=train_cfg.contexts_per_term,
+                       general_fraction=train_cfg.general_fraction, seed=train_cfg.seed)  # fmt: skip
+    info = ds.summary()
+    report("dataset", f"{info['terms']} terms, {info['train_examples']} training examples, "
+                      f"{info['heldout_questions']} held-out questions")  # fmt: skip
+
+    device = resolve_device(model_cfg)
+    qlora = use_qlora(train_cfg, device)
+    if qlora:
+        check_qlora_supported(device)
+    report("load", f"loading {model_cfg.base_model} on {device}" + (" in 4-bit NF4 (QLoRA)" if qlora else ""))
+    model, tokenizer = load_base_model(replace(model_cfg, load_in_4bit=qlora))
+    fingerprint = base_model_fingerprint(model_cfg)
+
+    work_dir = Path(work_dir) if work_dir else registry.root / ".work" / train_cfg.name
+    outcome = train_lora(train_cfg, model, tokenizer, ds, work_dir, progress, qlora=qlora)
+
+    current = registry.current()
+    if current is not None and current.base_fingerprint != fingerprint:
+        log.warning("current adapter %s was trained on another base model; comparing with stored metrics",
+                    current.name)  # fmt: skip
+
+    def eval_progress(which: str, n: int, total: int) -> None:
+        report("evaluate", f"evaluating {which} ({n}/{total})", step=n, total_steps=total)
+
+    same_base = current is not None and current.base_fingerprint == fingerprint
+    results = compare(outcome.model, tokenizer, ds.questions, current=current.ref() if same_base else None,
+                      progress=eval_progress, max_new_tokens=train_cfg.eval_max_new_tokens,
+                      batch_size=train_cfg.eval_batch_size)  # fmt: skip
+    metrics = {k: v.summary() for k, v in results.items()}
+    if current is None:
+        reference, ref_name = metrics["base"], "the base model"
+    elif same_base:
+        reference, ref_name = metrics["current"], f"current adapter {current.name}"
+    else:
+        stored = current.metrics.get("adapter", {})
+        reference, ref_name = stored, f"current adapter {current.name} (stored figures, other base model)"
+    verdict = decide(metrics["adapter"], reference, ref_name, gate)
+
+    report("register", "registering the new version")
+    meta = {
+        "base_model": model_cfg.base_model,
+        "base_fingerprint": fingerprint,
+        "dataset_hash": ds.hash,
+        "dataset": info,
+        "metrics": metrics,
+        "train": outcome.summary(),
+        "settings": train_cfg.to_dict(),
+        "gate_config": (gate or GateConfig()).__dict__,
+        "gate": verdict.to_dict(),
+        # The per-question answers make a failed gate explainable without re-running anything.
+        "answers": {k: v.answers for k, v in results.items()},
+    }
+    adapter = registry.register(train_cfg.name, outcome.adapter_dir, meta)
+    promoted = bool(promote and verdict.promote)
+    if promoted:
+        registry.promote(adapter.name)
+    elif promote:
+        log.info("adapter %s not promoted: %s", adapter.name, "; ".join(verdict.reasons))
+    loss_plot = adapter.path / "loss.png" if (adapter.path / "loss.png").is_file() else None
+    result = RetrainResult(adapter.name, promoted, verdict, metrics, outcome.summary(), info, loss_plot,
+                           adapter, time.monotonic() - started)  # fmt: skip
+    report("done", "; ".join(result.summary_lines()[-len(verdict.reasons) - 1 :]))
+    return result

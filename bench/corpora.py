@@ -1,0 +1,104 @@
+"""The documents we benchmark on: the acme sample company and a real manual we did not write.
+
+The manual is Debian's python3.11-doc (the CPython 3.11 HTML documentation). It is fetched with
+apt-get and unpacked with dpkg into bench/_data/ the first time it is needed; without apt (or without
+a network) the benchmarks that need it print why and skip it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from .common import ACME_DOCS, DATA, say
+
+MANUAL_PACKAGE = "python3.11-doc"
+MANUAL_HTML = DATA / MANUAL_PACKAGE / "usr" / "share" / "doc" / "python3.11" / "html"
+# The whole manual is ~530 pages, ~15k chunks: well over 5 minutes to embed on 2 cores, twice over
+# with the baseline. The subset is the tutorial (17 pages) and the first pages of the library
+# reference in file-name order (2to3, __future__, ..., a fixed list), ~2k chunks.
+LIBRARY_PAGES = 60
+QUICK_PAGES = 3  # --quick: the first tutorial pages only, enough to exercise the HTML path
+TEXT_SUFFIXES = (".md", ".markdown", ".txt", ".rst", ".html", ".htm")
+
+
+def _run(cmd: list[str], cwd: Path) -> str | None:
+    """None on success, else a one-line reason."""
+    try:
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{' '.join(cmd)}: {e}"
+    if done.returncode != 0:
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        return f"{' '.join(cmd)} exited {done.returncode}: {last[0]}"
+    return None
+
+
+def fetch_manual() -> Path | None:
+    """The manual's HTML folder, downloading it once; None (with a printed reason) when that fails."""
+    if (MANUAL_HTML / "tutorial").is_dir():
+        return MANUAL_HTML
+    DATA.mkdir(parents=True, exist_ok=True)
+    say(f"  fetching {MANUAL_PACKAGE} with apt-get download (once) into {DATA}")
+    error = _run(["apt-get", "download", MANUAL_PACKAGE], DATA)
+    if error and _run(["apt-get", "update", "-qq"], DATA) is None:  # a stale package list is the usual cause
+        error = _run(["apt-get", "download", MANUAL_PACKAGE], DATA)
+    debs = sorted(DATA.glob(f"{MANUAL_PACKAGE}_*.deb"))
+    if error or not debs:
+        say(f"  SKIP the manual: could not download {MANUAL_PACKAGE} ({error or 'no .deb appeared'}).")
+        say(f"  To run it, put the package's files under {DATA / MANUAL_PACKAGE} (dpkg -x PKG.deb DIR).")
+        return None
+    error = _run(["dpkg", "-x", str(debs[-1]), str(DATA / MANUAL_PACKAGE)], DATA)
+    for deb in debs:
+        deb.unlink()  # the unpacked tree is all we read
+    if error or not (MANUAL_HTML / "tutorial").is_dir():
+        say(f"  SKIP the manual: unpacking failed ({error or 'no tutorial/ in the package'}).")
+        return None
+    return MANUAL_HTML
+
+
+def manual_pages(html: Path, quick: bool) -> list[Path]:
+    tutorial = sorted((html / "tutorial").glob("*.html"))
+    if quick:
+        return tutorial[:QUICK_PAGES]
+    return tutorial + sorted((html / "library").glob("*.html"))[:LIBRARY_PAGES]
+
+
+def copy_tree(files: list[Path], root: Path, dest: Path) -> Path:
+    """A private copy: the incremental benchmark edits files, and the sources must stay as they are."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    for path in files:
+        target = dest / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    return dest
+
+
+def corpora(workdir: Path, quick: bool) -> list[tuple[str, Path]]:
+    """(label, docs folder) pairs, each a fresh copy under workdir."""
+    acme_files = sorted(p for p in ACME_DOCS.rglob("*") if p.is_file())
+    found = [("acme", copy_tree(acme_files, ACME_DOCS, workdir / "docs-acme"))]
+    html = fetch_manual()
+    if html is not None:
+        pages = manual_pages(html, quick)
+        label = f"python3.11-doc ({len(pages)} pages)"
+        found.append((label, copy_tree(pages, html, workdir / "docs-manual")))
+    return found
+
+
+def touch_one_percent(docs: Path, marker: str) -> list[str]:
+    """Edit 1% of the files (at least one) so their bytes change; returns their relative paths.
+
+    Only text formats are edited: appending to a PDF or DOCX would make it unreadable instead of changed.
+    Picks are spread over the sorted list so they do not all fall in one folder.
+    """
+    files = sorted(p for p in docs.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+    total = sum(1 for p in docs.rglob("*") if p.is_file())
+    count = max(1, round(total / 100))
+    picks = [files[i * len(files) // count] for i in range(count)]
+    for path in picks:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"\n\n{marker}: this paragraph was added to measure an incremental reindex.\n")
+    return [p.relative_to(docs).as_posix() for p in picks]

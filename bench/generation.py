@@ -1,0 +1,149 @@
+"""Generation for `ask` with the bundled SmolLM2: tokens/s and time to first token.
+
+Ours is the real path: Answerer.stream(question) from bot.wiring.Services (retrieve, prompt, then
+Generator.stream on a background thread with a TextIteratorStreamer). The baseline is a plain greedy
+`model.generate` on the same model object and the same rendered prompt, no streamer and no thread: what
+the "~27.5 tok/s" in offline-stack.md measured. Greedy decoding on both sides should give the same
+tokens; the run checks and says so.
+
+Times: "time to first token" is from the question to the first text piece (the streamer hands out
+whole words, so this is the first word a user would see); the generation-only one starts after
+retrieval. Tokens are counted with the model's tokenizer on the streamed text.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .common import Context, Row, Timer, load_note, say
+from .retrieval import questions
+
+NAME = "generation"
+QUESTIONS = 5  # each costs ~3 generations of up to 160 tokens: ~1 minute on a quiet machine
+QUICK_QUESTIONS = 1
+
+
+def _messages(services, question: str) -> list[dict] | None:
+    """The messages the answerer sends for question (no history), or None when it would refuse."""
+    from bot.answer import SYSTEM_PROMPT, build_user_prompt
+
+    answerer = services.answerer
+    hits = services.retriever.retrieve(question, top_k=answerer.top_k)
+    if not hits or max(h.similarity for h in hits) < answerer.min_similarity:
+        return None
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": build_user_prompt(question, hits)},
+    ]
+
+
+def _plain_generate(generator, messages: list[dict], limit: int) -> tuple[int, float, float, list[int]]:
+    """(new tokens, seconds, seconds for the first token alone, token ids) with plain model.generate."""
+    import torch
+
+    from adapters.base import end_of_turn_ids
+
+    model, tok = generator.model, generator.tokenizer
+    inputs = tok(generator.render(messages), return_tensors="pt", add_special_tokens=False).to(model.device)
+    stop = end_of_turn_ids(model, tok)
+    kwargs = dict(
+        **inputs,
+        do_sample=False,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        eos_token_id=stop,
+        pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else stop[0],
+        use_cache=True,
+    )
+    with torch.inference_mode():
+        with Timer() as first:
+            model.generate(**kwargs, max_new_tokens=1)  # prefill + one token: the plain time to first token
+        with Timer() as whole:
+            out = model.generate(**kwargs, max_new_tokens=limit)
+    new = out[0, inputs["input_ids"].shape[1] :].tolist()
+    while new and new[-1] in stop:  # the stop token ends the answer; it is not part of the text
+        new.pop()
+    return len(new), whole.seconds, first.seconds, new
+
+
+def run(ctx: Context) -> list[Row]:
+    services = ctx.services
+    answerer, generator = services.answerer, services.generator
+    limit = services.settings.max_new_tokens
+    with Timer() as load:
+        tok = generator.tokenizer  # loads the model (converting the GGUF the very first time)
+    say(f"  model loaded in {load.seconds:.1f} s; max_new_tokens={limit} ({load_note()})")
+    list(generator.stream([{"role": "user", "content": "Say hello."}], max_new_tokens=8))  # warm-up
+
+    qs = [q for q in questions(False) if _messages(services, q) is not None]
+    qs = qs[: QUICK_QUESTIONS if ctx.quick else QUESTIONS]
+    ours_tokens = ours_gen_s = plain_tokens = plain_s = 0.0
+    ttft, ttft_gen, plain_first, decode_rates, same = [], [], [], [], 0
+    for q in qs:
+        start = time.perf_counter()
+        stream = answerer.stream(q)  # retrieval happens here; generation starts at the first next()
+        retrieved = time.perf_counter()
+        first, pieces = None, []
+        for piece in stream:
+            first = first or time.perf_counter()
+            pieces.append(piece)
+        end = time.perf_counter()
+        first = first or end  # an empty answer: no piece ever came
+        text = "".join(pieces)
+        n = len(tok(text, add_special_tokens=False).input_ids)
+        ours_tokens += n
+        ours_gen_s += end - retrieved
+        ttft.append(first - start)
+        ttft_gen.append(first - retrieved)
+        if n > 1 and end > first:
+            decode_rates.append((n - 1) / (end - first))
+        p_n, p_s, p_first, p_ids = _plain_generate(generator, _messages(services, q), limit)
+        plain_tokens += p_n
+        plain_s += p_s
+        plain_first.append(p_first)
+        same += tok.decode(p_ids, skip_special_tokens=True).strip() == text.strip()
+        say(
+            f"  ours {n} tokens in {end - retrieved:.2f} s "
+            f"(first piece {ttft[-1]:.2f} s after the question), "
+            f"plain {p_n} tokens in {p_s:.2f} s ({load_note()})"
+        )
+    say(f"  identical answers from both sides: {same} of {len(qs)}")
+    mid = sorted(ttft)[len(ttft) // 2]
+    mid_gen = sorted(ttft_gen)[len(ttft_gen) // 2]
+    mid_plain = sorted(plain_first)[len(plain_first) // 2]
+    note = f"{len(qs)} acme questions, greedy, fp32, {ours_tokens:.0f} tokens"
+    rows = [
+        Row(
+            NAME,
+            "tokens/s (prefill included)",
+            ours_tokens / ours_gen_s,
+            plain_tokens / plain_s,
+            "tok/s",
+            note=note,
+        ),
+        Row(
+            NAME,
+            "time to first token, generation only (median)",
+            mid_gen,
+            mid_plain,
+            "s",
+            higher_is_better=False,
+            note="baseline: generate(max_new_tokens=1)",
+        ),
+        Row(
+            NAME,
+            "time to first token, whole ask (median)",
+            mid,
+            None,
+            "s",
+            higher_is_better=False,
+            note="question in, first word out: retrieval + prompt + prefill",
+        ),
+    ]
+    if decode_rates:
+        rates = sorted(decode_rates)
+        rows.append(
+            Row(NAME, "decode tokens/s after first piece (median)", rates[len(rates) // 2], note=note)
+        )
+    return rows

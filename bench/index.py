@@ -1,0 +1,128 @@
+"""Index build time: ours against the LlamaIndex tutorial pipeline, then an incremental reindex.
+
+For each corpus (acme, and the Python manual subset when it could be fetched):
+1. our full build (Indexer.build(full=True) into a fresh data dir: load, chunk, embed, Chroma, BM25);
+2. the tutorial pipeline on the same folder, same embedder object (bench/tutorial.py);
+3. an incremental build after 1% of the files (at least one) were edited, against our full build;
+4. a rebuild with nothing changed (the manifest's size+mtime shortcut).
+The chunk counts differ between the two pipelines (different splitters, and the tutorial reads HTML
+as raw text), so they are printed beside the times: a ratio of times alone would hide that.
+"""
+
+from __future__ import annotations
+
+from .common import Context, Row, Timer, load_note, say
+from .corpora import corpora, touch_one_percent
+from .tutorial import build_tutorial_index
+
+NAME = "index"
+
+
+def _load_and_chunk_seconds(docs, embed_model) -> float:
+    """How much of our build is reading and splitting, with no embedding: where the time goes."""
+    from .embed import chunk_texts
+
+    with Timer() as t:
+        chunk_texts(docs, embed_model)
+    return t.seconds
+
+
+def warm_imports() -> None:
+    """Import both pipelines' modules up front: chromadb alone takes seconds to import, and whoever ran
+    first would otherwise pay for it inside the timed build."""
+    import bs4  # noqa: F401
+    import chromadb  # noqa: F401
+    from llama_index.core import SimpleDirectoryReader, VectorStoreIndex  # noqa: F401
+    from llama_index.readers.file import DocxReader, PDFReader  # noqa: F401
+    from llama_index.retrievers.bm25 import BM25Retriever  # noqa: F401
+    from llama_index.vector_stores.chroma import ChromaVectorStore  # noqa: F401
+
+
+def bench_corpus(ctx: Context, label: str, docs) -> list[Row]:
+    from indexers import IndexConfig, Indexer
+
+    emb = ctx.embed_model
+    files = sum(1 for p in docs.rglob("*") if p.is_file())
+    say(f"  [{label}] {files} files")
+    ours_runs, tutorial_runs = [], []
+    for attempt in range(ctx.repeat):
+        # A fresh data dir per attempt: a full build must not find anything to reuse.
+        cfg = IndexConfig(
+            data_dir=ctx.tmp(f"index-{label[:6]}-{attempt}"), docs_dir=docs, show_progress=False
+        )
+        indexer = Indexer(cfg, emb)
+        report = indexer.build(progress=None, full=True)
+        ours_runs.append(report)
+        say(
+            f"  ours: {report.seconds:.1f} s, {report.chunks_total} chunks, "
+            f"{len(report.skipped)} skipped ({load_note()})"
+        )
+        tutorial = build_tutorial_index(docs, emb, ctx.tmp(f"tutorial-{label[:6]}-{attempt}"))
+        tutorial_runs.append(tutorial)
+        say(f"  tutorial: {tutorial.seconds:.1f} s, {tutorial.chunks} chunks ({load_note()})")
+    best = min(ours_runs, key=lambda r: r.seconds)
+    best_tutorial = min(tutorial_runs, key=lambda b: b.seconds)
+    load_chunk = _load_and_chunk_seconds(docs, emb)
+    say(f"  ours, loading + chunking only (no embedding): {load_chunk:.1f} s")
+
+    # Incremental: edit 1% of the files, rebuild on top of the last full build (the indexer left there).
+    touched = touch_one_percent(docs, f"bench edit {label}")
+    inc = indexer.build(progress=None, full=False)
+    say(
+        f"  incremental after editing {len(touched)}/{files} files ({', '.join(touched[:3])}): "
+        f"{inc.seconds:.2f} s, {inc.chunks_embedded} of {inc.chunks_total} chunks embedded ({load_note()})"
+    )
+    with Timer() as t_same:
+        same = indexer.build(progress=None, full=False)
+    say(
+        f"  rebuild with nothing changed: {t_same.seconds * 1000:.0f} ms, "
+        f"{same.chunks_embedded} chunks embedded"
+    )
+    last_full = ours_runs[-1].seconds  # the build the incremental one started from
+    return [
+        Row(
+            NAME,
+            f"full build, {label}",
+            best.seconds,
+            best_tutorial.seconds,
+            "s",
+            higher_is_better=False,
+            note=f"ours {best.chunks_total} chunks (load+chunk {load_chunk:.1f} s); "
+            f"tutorial {best_tutorial.chunks} chunks; best of {ctx.repeat}",
+        ),
+        Row(
+            NAME,
+            f"build throughput, {label}",
+            best.chunks_total / best.seconds,
+            best_tutorial.chunks / best_tutorial.seconds,
+            "chunks/s",
+            note="chunks each pipeline made, per second",
+        ),
+        Row(
+            NAME,
+            f"incremental, {label}",
+            inc.seconds,
+            last_full,
+            "s",
+            higher_is_better=False,
+            note=f"{len(touched)}/{files} files edited, {inc.chunks_embedded} chunks re-embedded; "
+            f"{100 * inc.seconds / last_full:.1f}% of our full build",
+        ),
+        Row(
+            NAME,
+            f"no-change rebuild, {label}",
+            t_same.seconds,
+            last_full,
+            "s",
+            higher_is_better=False,
+            note="size+mtime unchanged: nothing read",
+        ),
+    ]
+
+
+def run(ctx: Context) -> list[Row]:
+    rows: list[Row] = []
+    warm_imports()
+    for label, docs in corpora(ctx.workdir, ctx.quick):
+        rows += bench_corpus(ctx, label, docs)
+    return rows

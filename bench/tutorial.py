@@ -1,0 +1,38 @@
+"""The baseline: LlamaIndex's starter-tutorial pipeline, as a user would write it on day one.
+
+`VectorStoreIndex.from_documents(SimpleDirectoryReader(docs).load_data())` with the default in-memory
+SimpleVectorStore, persisted to disk as the tutorial's next step does (ours persists too). The embedder
+is the very same HuggingFaceEmbedding object our indexer uses, passed explicitly: llama_index Settings
+are never touched. The splitter is passed explicitly as well, but it is the default one
+(SentenceSplitter(), 1024 cl100k tokens, overlap 200): cl100k ships inside llama-index-core, so this
+needs no network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .common import Timer
+
+
+@dataclass
+class TutorialBuild:
+    index: object  # VectorStoreIndex
+    seconds: float
+    chunks: int
+    documents: int
+
+
+def build_tutorial_index(docs: Path, embed_model, persist_dir: Path) -> TutorialBuild:
+    from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
+    from llama_index.core.node_parser import SentenceSplitter
+
+    with Timer() as t:
+        # recursive=True: the tutorial's folder is flat, ours are not, and both sides must see the same files.
+        documents = SimpleDirectoryReader(str(docs), recursive=True).load_data(show_progress=False)
+        index = VectorStoreIndex.from_documents(
+            documents, embed_model=embed_model, transformations=[SentenceSplitter()], show_progress=False
+        )
+        index.storage_context.persist(persist_dir=str(persist_dir))
+    return TutorialBuild(index, t.seconds, len(index.docstore.docs), len(documents))

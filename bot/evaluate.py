@@ -1,0 +1,118 @@
+"""`expertbot eval`: score retrieval and answers against a QA file (JSONL).
+
+Each line: {"id", "question", "must_contain": [...], "aliases": {phrase: [alts]}?, "source_file": str|null,
+"expect_refusal": bool?}. An off-corpus item (must_contain empty, expect_refusal true) is correct when the
+bot says it doesn't know and cites nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .answer import is_idk
+
+
+class QAFileError(ValueError):
+    pass
+
+
+@dataclass
+class QAItem:
+    id: str
+    question: str
+    must_contain: list[str]
+    aliases: dict[str, list[str]]
+    source_file: str | None
+    expect_refusal: bool
+
+
+def load_qa(path: Path) -> list[QAItem]:
+    items = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise QAFileError(f"cannot read QA file {path}: {e.strerror or e}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            item = QAItem(
+                id=str(raw["id"]), question=str(raw["question"]), must_contain=list(raw.get("must_contain", [])),
+                aliases=dict(raw.get("aliases") or {}), source_file=raw.get("source_file"),
+                expect_refusal=bool(raw.get("expect_refusal", False)),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise QAFileError(
+                f"{path}:{n}: expected a JSON object with id, question, must_contain and source_file ({e})"
+            ) from None
+        items.append(item)
+    if not items:
+        raise QAFileError(f"QA file {path} has no items")
+    return items
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def contains_all(answer: str, item: QAItem) -> bool:
+    text = _norm(answer)
+    return all(any(_norm(p) in text for p in [phrase, *item.aliases.get(phrase, [])]) for phrase in item.must_contain)
+
+
+def evaluate(answerer, items: list[QAItem], *, generate: bool = True, top_k: int = 5, out=None, progress=None) -> dict:
+    """Retrieval figures always; answer figures when generate is True."""
+    hit1 = hit5 = rr = 0.0
+    answered = correct = refusal_ok = idk = 0
+    on_corpus = [i for i in items if not i.expect_refusal]
+    off_corpus = [i for i in items if i.expect_refusal]
+    latencies = []
+    for item in items:
+        started = time.perf_counter()
+        hits = answerer.retriever.retrieve(item.question, top_k=top_k)
+        files = list(dict.fromkeys(h.file for h in hits))
+        record = {"id": item.id, "sources": files}
+        if item.source_file and not item.expect_refusal:
+            rank = files.index(item.source_file) + 1 if item.source_file in files else 0
+            hit1 += rank == 1
+            hit5 += 0 < rank <= 5
+            rr += 1 / rank if rank else 0
+        if generate:
+            answer = answerer.answer(item.question)
+            said_idk = answer.refused or is_idk(answer.text)
+            idk += said_idk
+            record.update(answer=answer.text, sources=[s.file for s in answer.sources])
+            if item.expect_refusal:
+                refusal_ok += said_idk and not answer.sources
+            else:
+                answered += 1
+                correct += contains_all(answer.text, item)
+        record["latency_s"] = round(time.perf_counter() - started, 3)
+        latencies.append(record["latency_s"])
+        if out is not None:
+            out.write(json.dumps(record) + "\n")
+        if progress:
+            progress(item)
+    n = max(len(on_corpus), 1)
+    report = {"items": len(items), "source_hit@1": hit1 / n, "source_hit@5": hit5 / n, "mrr": rr / n,
+              "latency_p50_s": _pct(latencies, 50), "latency_p95_s": _pct(latencies, 95)}
+    if generate:
+        report.update({
+            "answer_accuracy": correct / max(answered, 1),
+            "refusal_accuracy": refusal_ok / len(off_corpus) if off_corpus else None,
+            "refused_off_corpus": f"{refusal_ok}/{len(off_corpus)}",
+            "idk_rate": idk / len(items),
+        })
+    return report
+
+
+def _pct(values: list[float], pct: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    return round(statistics.quantiles(values, n=100, method="inclusive")[pct - 1], 3)

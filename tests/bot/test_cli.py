@@ -1,0 +1,84 @@
+"""The CLI end to end on the real bundled models and real Chroma: index, ask, doctor, and clean errors."""
+
+import json
+
+from click.testing import CliRunner
+
+from bot.cli import main
+
+QUESTIONS = [  # (question, phrase the answer must contain, file it must cite)
+    ("How long does the Quillmate pairing last for a new starter?", "6 weeks", "handbook/onboarding.md"),
+    ("Which VPN do we use?", "Tunnelvane", "it/helpdesk-faq.html"),
+    ("How many days of annual leave do full-time employees get?", "27 days", "handbook/working-hours.md"),
+]
+
+
+def run(args, obj=None, env=None):
+    result = CliRunner().invoke(main, args, obj=obj, env=env, catch_exceptions=False)
+    return result
+
+
+def test_ask_answers_acme_questions_with_citations(acme_services):
+    for question, phrase, source in QUESTIONS:
+        result = run(["ask", question, "--json"], obj={"services": acme_services})
+        assert result.exit_code == 0, result.output
+        answer = json.loads(result.output)
+        assert set(answer) == {"answer", "sources", "adapter"}
+        assert phrase.lower() in answer["answer"].lower(), (question, answer["answer"])
+        assert answer["sources"][0]["file"] == source
+        assert set(answer["sources"][0]) == {"file", "section", "score"}
+        assert answer["adapter"] is None
+
+
+def test_off_corpus_question_is_refused_without_the_model(acme_services):
+    stream = acme_services.answerer.stream("What is the capital of Australia?")
+    assert stream.refused  # decided before generation: no model call was made
+    result = run(["ask", "What is the capital of Australia?", "--json"], obj={"services": acme_services})
+    assert json.loads(result.output) == {"answer": "I don't know.", "sources": [], "adapter": None}
+
+
+def test_ask_plain_output_lists_sources(acme_services):
+    result = run(["ask", QUESTIONS[1][0]], obj={"services": acme_services})
+    assert (
+        "Sources:\n  [1] it/helpdesk-faq.html (Which VPN do we use?) https://intranet.acme.example/"
+        in result.output
+    )
+
+
+def test_no_retrieval_asks_the_model_alone(acme_services):
+    result = run(
+        ["ask", "Say hello.", "--json", "--no-retrieval", "--adapter", "none"],
+        obj={"services": acme_services},
+    )
+    answer = json.loads(result.output)
+    assert answer["sources"] == [] and answer["answer"].strip()
+
+
+def test_index_reports_counts_and_a_second_run_embeds_nothing(fresh_home, docs_copy):
+    env = {"EXPERTBOT_HOME": str(fresh_home), "EXPERTBOT_DOCS_DIR": str(docs_copy)}
+    (docs_copy / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    first = run(["index"], env=env)
+    assert first.exit_code == 0, first.output
+    assert "  added          6" in first.output
+    assert "    broken.pdf: could not parse PDF" in first.output
+    second = run(["index", "--json"], env=env)
+    report = json.loads(second.output)
+    assert report["chunks_embedded"] == 0 and len(report["unchanged"]) == 6
+    third = run(["index"], env=env)
+    assert "0 embedded (nothing changed)" in third.output
+
+
+def test_user_errors_are_clean_messages(tmp_path):
+    bad = run(["ask", "hi"], env={"EXPERTBOT_TOP_K": "zero", "EXPERTBOT_HOME": str(tmp_path)})
+    assert bad.exit_code == 1
+    assert "EXPERTBOT_TOP_K: Input should be a valid integer" in bad.output and "Traceback" not in bad.output
+    no_index = run(["ask", "hi"], env={"EXPERTBOT_HOME": str(tmp_path)})
+    assert no_index.exit_code == 1 and "run `expertbot index` first" in no_index.output
+    no_docs = run(["index", "--docs", str(tmp_path / "nope")], env={"EXPERTBOT_HOME": str(tmp_path)})
+    assert no_docs.exit_code == 1 and "does not exist" in no_docs.output
+
+
+def test_doctor(acme_settings, acme_services):
+    result = run(["doctor"], obj={"settings": acme_settings})
+    assert result.exit_code == 0, result.output
+    assert "ok  index: generation" in result.output and "FAIL" not in result.output
