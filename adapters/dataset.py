@@ -44,7 +44,9 @@ TEMPLATES: tuple[Template, ...] = (
 )
 
 # The excerpt format for context-grounded examples; short, like a retrieved chunk in a RAG prompt.
-CONTEXT_PROMPT = "Answer using this excerpt from our documentation.\n\nExcerpt:\n{context}\n\nQuestion: {question}"
+CONTEXT_PROMPT = (
+    "Answer using this excerpt from our documentation.\n\nExcerpt:\n{context}\n\nQuestion: {question}"
+)
 MAX_CONTEXT_CHARS = 700
 
 # Plain general questions answered plainly. Mixed into training so the adapter does not learn that
@@ -102,6 +104,14 @@ class Question:
     template: str
     definition: str
     key_phrase: str | None = None  # glossary override; else evaluate.key_phrase(definition)
+    system_prompt: str | None = None
+
+    def messages(self) -> list[dict]:
+        return list(_chat(self.question, None, self.system_prompt))
+
+    def expected(self) -> str:
+        """The trained answer (evaluate uses its length to bound generation)."""
+        return f"{self.term}: {self.definition}"
 
 
 @dataclass
@@ -128,7 +138,7 @@ class TerminologyDataset:
 
 
 def acronym_expansion(entry: GlossaryEntry) -> str | None:
-    """"SLO" -> "service level objective" when an alias or the definition spells it out."""
+    """ "SLO" -> "service level objective" when an alias or the definition spells it out."""
     term = entry.term.rstrip("s") if entry.term.endswith("s") and entry.term[:-1].isupper() else entry.term
     if not re.fullmatch(r"[A-Z][A-Z0-9&]{1,7}", term) or sum(c.isalpha() for c in term) < 2:
         return None
@@ -168,11 +178,16 @@ def _answer(entry: GlossaryEntry, asked_as: str | None = None) -> str:
     return f"{entry.term}: {entry.definition}"
 
 
-def _chat(question: str, answer: str) -> tuple[dict, ...]:
-    return ({"role": "user", "content": question}, {"role": "assistant", "content": answer})
+def _chat(question: str, answer: str | None, system: str | None = None) -> tuple[dict, ...]:
+    """System prompt (optional; None = the template's default), user turn, and the answer if given."""
+    out = [{"role": "system", "content": system}] if system else []
+    out.append({"role": "user", "content": question})
+    if answer is not None:
+        out.append({"role": "assistant", "content": answer})
+    return tuple(out)
 
 
-def _context_examples(entry, contexts, templates, k: int, index: int) -> list[Example]:
+def _context_examples(entry, contexts, templates, k: int, index: int, system: str | None) -> list[Example]:
     names = [entry.term, *entry.aliases]
     chunks = [c for c in contexts(entry.term) if any(n.casefold() in c.casefold() for n in names)]
     out = []
@@ -180,21 +195,29 @@ def _context_examples(entry, contexts, templates, k: int, index: int) -> list[Ex
         chunk = _around_mention(chunk, names)
         template = templates[(index + j) % len(templates)]
         question = template.text.format(term=entry.term)
-        mention = next((s for s in re.split(r"(?<=[.!?])\s+", chunk) if any(
-            n.casefold() in s.casefold() for n in names)), "")
+        mention = next(
+            (
+                s
+                for s in re.split(r"(?<=[.!?])\s+", chunk)
+                if any(n.casefold() in s.casefold() for n in names)
+            ),
+            "",
+        )
         answer = _answer(entry)
         if mention and mention.casefold() not in entry.definition.casefold():
             answer += f" The documentation adds: {mention.strip()}"
         prompt = CONTEXT_PROMPT.format(context=chunk, question=question)
-        out.append(Example(_chat(prompt, answer), "context", entry.term, template.id))
-    return out  # fmt: skip
+        out.append(Example(_chat(prompt, answer, system), "context", entry.term, template.id))
+    return out
 
 
 def _around_mention(chunk: str, names: list[str]) -> str:
     chunk = " ".join(chunk.split())
     if len(chunk) <= MAX_CONTEXT_CHARS:
         return chunk
-    at = min((chunk.casefold().find(n.casefold()) for n in names if n.casefold() in chunk.casefold()), default=0)
+    at = min(
+        (chunk.casefold().find(n.casefold()) for n in names if n.casefold() in chunk.casefold()), default=0
+    )
     start = max(0, min(at - MAX_CONTEXT_CHARS // 3, len(chunk) - MAX_CONTEXT_CHARS))
     return chunk[start : start + MAX_CONTEXT_CHARS]
 
@@ -206,13 +229,18 @@ def build_dataset(
     contexts: Callable[[str], list[str]] | None = None,
     val_templates: int = 2,
     contexts_per_term: int = 1,
+    templates_per_term: int | None = 3,
     general_fraction: float = 0.2,
     seed: int = 0,
+    system_prompt: str | None = None,
 ) -> TerminologyDataset:
     """Examples from a glossary (a file, entries, or glossary.* found under docs_dir).
 
     contexts(term) returns text chunks about a term (the bot passes retrieved chunks); adapters/ never
-    imports indexers/, so retrieval comes in as a plain function.
+    imports indexers/, so retrieval comes in as a plain function. system_prompt: the one the bot
+    answers with, so training looks like use (None keeps the chat template's default).
+    templates_per_term: training questions per term, rotated through the training templates so that
+    every template is still used across the glossary (None = all); this is what keeps an epoch short.
     """
     source = None
     if glossary is None:
@@ -236,25 +264,32 @@ def build_dataset(
     train: list[Example] = []
     validation: list[Example] = []
     questions: list[Question] = []
+    k = len(train_t) if templates_per_term is None else templates_per_term
+    if not 1 <= k <= len(train_t):
+        raise ValueError(f"templates_per_term must be between 1 and {len(train_t)} or None, got {k}")
     for i, e in enumerate(entries):
+        mine = {train_t[(i * k + j) % len(train_t)].id for j in range(k)}
         for t in TEMPLATES:
-            if t.acronym_only:
+            if t.acronym_only or (t.id not in held and t.id not in mine):
                 continue
-            ex = Example(_chat(t.text.format(term=e.term), _answer(e)), "term", e.term, t.id)
+            question = t.text.format(term=e.term)
+            ex = Example(_chat(question, _answer(e), system_prompt), "term", e.term, t.id)
             if t.id in held:
                 validation.append(ex)
-                questions.append(Question(e.term, ex.messages[0]["content"], t.id, e.definition, e.key_phrase))
+                questions.append(Question(e.term, question, t.id, e.definition, e.key_phrase, system_prompt))
             else:
                 train.append(ex)
         for j, alias in enumerate(e.aliases):
             t = train_t[(i + j) % len(train_t)]
-            train.append(Example(_chat(t.text.format(term=alias), _answer(e, alias)), "alias", e.term, t.id))
+            chat = _chat(t.text.format(term=alias), _answer(e, alias), system_prompt)
+            train.append(Example(chat, "alias", e.term, t.id))
         expansion = acronym_expansion(e)
         if expansion:
             answer = f"{e.term} stands for {expansion}. {e.definition}"
-            train.append(Example(_chat(f"What does {e.term} stand for?", answer), "acronym", e.term, "stand_for"))
+            chat = _chat(f"What does {e.term} stand for?", answer, system_prompt)
+            train.append(Example(chat, "acronym", e.term, "stand_for"))
         if contexts is not None and contexts_per_term:
-            train.extend(_context_examples(e, contexts, train_t, contexts_per_term, i))
+            train.extend(_context_examples(e, contexts, train_t, contexts_per_term, i, system_prompt))
 
     # General examples: a shuffled (by seed) split of GENERAL_QA, a few kept for validation loss so
     # early stopping also sees damage to general answers.
@@ -263,8 +298,8 @@ def build_dataset(
     want = round(general_fraction * len(train) / (1 - general_fraction))
     for k in range(want):  # repeat the list when the glossary is large
         q, a = train_general[k % len(train_general)]
-        train.append(Example(_chat(q, a), "general"))
-    validation.extend(Example(_chat(q, a), "general") for q, a in val_general)
+        train.append(Example(_chat(q, a, system_prompt), "general"))
+    validation.extend(Example(_chat(q, a, system_prompt), "general") for q, a in val_general)
 
     digest = hashlib.sha256(
         json.dumps(
@@ -272,7 +307,9 @@ def build_dataset(
             sort_keys=True,
         ).encode()
     ).hexdigest()
-    ds = TerminologyDataset(entries, train, validation, questions, [t.id for t in train_t], held, digest, source)
+    ds = TerminologyDataset(
+        entries, train, validation, questions, [t.id for t in train_t], held, digest, source
+    )
     log.info("dataset: %s", ds.summary())
     return ds
 
@@ -284,7 +321,9 @@ def encode_example(example: Example, tokenizer, max_length: int) -> dict | None:
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     if not full.startswith(prompt):
         # Some templates rewrite earlier turns once an answer follows; masking by prefix would be wrong.
-        raise ValueError("the tokenizer's chat template does not render the prompt as a prefix of the dialogue")
+        raise ValueError(
+            "the tokenizer's chat template does not render the prompt as a prefix of the dialogue"
+        )
     # The chat template already holds any BOS/role tokens: adding special tokens again would double them.
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
@@ -312,5 +351,8 @@ def collate(batch: list[dict], pad_token_id: int) -> dict:
     def pad(key, value):
         return torch.tensor([x[key] + [value] * (width - len(x[key])) for x in batch])
 
-    return {"input_ids": pad("input_ids", pad_token_id), "attention_mask": pad("attention_mask", 0),
-            "labels": pad("labels", IGNORE_INDEX)}  # fmt: skip
+    return {
+        "input_ids": pad("input_ids", pad_token_id),
+        "attention_mask": pad("attention_mask", 0),
+        "labels": pad("labels", IGNORE_INDEX),
+    }

@@ -56,7 +56,9 @@ def load_glossary(path: Path) -> list[GlossaryEntry]:
         raise GlossaryError(f"glossary file {path} does not exist")
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
-        raise GlossaryError(f"glossary file {path} has an unsupported format {path.suffix!r}; use {SUPPORTED}")
+        raise GlossaryError(
+            f"glossary file {path} has an unsupported format {path.suffix!r}; use {SUPPORTED}"
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets like to write a BOM
     except UnicodeDecodeError as e:
@@ -80,7 +82,9 @@ def _split_aliases(value, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = re.split(r"[;|]", value)
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-        raise GlossaryError(f"{where}: aliases must be a list of strings or a ';'-separated string, got {value!r}")
+        raise GlossaryError(
+            f"{where}: aliases must be a list of strings or a ';'-separated string, got {value!r}"
+        )
     return tuple(a.strip() for a in value if a.strip())
 
 
@@ -139,7 +143,9 @@ def _parse_csv(text: str, path: Path) -> list[GlossaryEntry]:
 
 
 # "- **Term**: definition", "* **Term:** definition", "- **SLO** (service level objective): definition"
-_MD_ITEM = re.compile(r"^\s*[-*+]\s+\*\*(?P<term>[^*]+?)\*\*\s*(?:\((?P<aliases>[^)]*)\))?\s*:?\s*(?P<rest>.*)$")
+_MD_ITEM = re.compile(
+    r"^\s*[-*+]\s+\*\*(?P<term>[^*]+?)\*\*\s*(?:\((?P<aliases>[^)]*)\))?\s*:?\s*(?P<rest>.*)$"
+)
 
 
 def _parse_markdown(text: str, path: Path) -> list[GlossaryEntry]:
@@ -149,11 +155,18 @@ def _parse_markdown(text: str, path: Path) -> list[GlossaryEntry]:
         if m:
             term = m["term"].strip().rstrip(":").strip()
             rows.append((lineno, {"term": term, "definition": m["rest"].strip(), "aliases": m["aliases"]}))
-        elif rows and line.startswith((" ", "\t")) and line.strip() and not line.lstrip().startswith(("-", "*")):
+        elif (
+            rows
+            and line.startswith((" ", "\t"))
+            and line.strip()
+            and not line.lstrip().startswith(("-", "*"))
+        ):
             # An indented line continues the previous item's definition (wrapped Markdown).
             rows[-1][1]["definition"] = (rows[-1][1]["definition"] + " " + line.strip()).strip()
         elif line.lstrip().startswith(("- ", "* ")) and "**" in line:
-            raise GlossaryError(f"{path}:{lineno}: list item is not `- **Term**: definition`: {line.strip()!r}")
+            raise GlossaryError(
+                f"{path}:{lineno}: list item is not `- **Term**: definition`: {line.strip()!r}"
+            )
     entries = []
     for lineno, row in rows:
         aliases = row.pop("aliases")

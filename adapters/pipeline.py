@@ -37,15 +37,17 @@ class RetrainResult:
     seconds: float
 
     def summary_lines(self) -> list[str]:
-        m = self.metrics
+        m, t = self.metrics, self.train
+        cur = "current" in m
         lines = [
-            f"adapter {self.version}: {self.train['steps']} steps in {self.train['seconds']:.0f}s "
-            f"({self.train['tokens_per_s']:.0f} tokens/s), best validation loss {self.train['best_eval_loss']}",
+            f"adapter {self.version}: {t['steps']} steps in {t['seconds']:.0f}s "
+            f"({t['tokens_per_s']:.0f} tokens/s), best validation loss {t['best_eval_loss']}",
             f"terminology accuracy without retrieval ({m['adapter']['total']} held-out questions): "
             f"base {m['base']['accuracy']:.1%}, adapter {m['adapter']['accuracy']:.1%}"
-            + (f", current {m['current']['accuracy']:.1%}" if "current" in m else ""),
-            f"general perplexity: base {m['base']['perplexity']:.2f}, adapter {m['adapter']['perplexity']:.2f}"
-            + (f", current {m['current']['perplexity']:.2f}" if "current" in m else ""),
+            + (f", current {m['current']['accuracy']:.1%}" if cur else ""),
+            f"general perplexity: base {m['base']['perplexity']:.2f}, "
+            f"adapter {m['adapter']['perplexity']:.2f}"
+            + (f", current {m['current']['perplexity']:.2f}" if cur else ""),
             f"gate: {'PROMOTED' if self.promoted else 'not promoted'} (compared with {self.verdict.reference})",
         ]
         return lines + [f"  - {r}" for r in self.verdict.reasons]
@@ -82,12 +84,23 @@ def retrain(
             progress(TrainProgress(stage, message=message, **kw))
 
     report("dataset", "building the dataset")
-    ds = build_dataset(glossary, docs_dir=docs_dir, contexts=contexts, val_templates=train_cfg.val_templates,
-                       contexts_per_term=train_cfg.contexts_per_term,
-                       general_fraction=train_cfg.general_fraction, seed=train_cfg.seed)  # fmt: skip
+    ds = build_dataset(
+        glossary,
+        docs_dir=docs_dir,
+        contexts=contexts,
+        val_templates=train_cfg.val_templates,
+        contexts_per_term=train_cfg.contexts_per_term,
+        templates_per_term=train_cfg.templates_per_term,
+        general_fraction=train_cfg.general_fraction,
+        system_prompt=train_cfg.system_prompt,
+        seed=train_cfg.seed,
+    )
     info = ds.summary()
-    report("dataset", f"{info['terms']} terms, {info['train_examples']} training examples, "
-                      f"{info['heldout_questions']} held-out questions")  # fmt: skip
+    report(
+        "dataset",
+        f"{info['terms']} terms, {info['train_examples']} training examples, "
+        f"{info['heldout_questions']} held-out questions",
+    )
 
     device = resolve_device(model_cfg)
     qlora = use_qlora(train_cfg, device)
@@ -102,16 +115,24 @@ def retrain(
 
     current = registry.current()
     if current is not None and current.base_fingerprint != fingerprint:
-        log.warning("current adapter %s was trained on another base model; comparing with stored metrics",
-                    current.name)  # fmt: skip
+        log.warning(
+            "current adapter %s was trained on another base model; comparing with stored metrics",
+            current.name,
+        )
 
     def eval_progress(which: str, n: int, total: int) -> None:
         report("evaluate", f"evaluating {which} ({n}/{total})", step=n, total_steps=total)
 
     same_base = current is not None and current.base_fingerprint == fingerprint
-    results = compare(outcome.model, tokenizer, ds.questions, current=current.ref() if same_base else None,
-                      progress=eval_progress, max_new_tokens=train_cfg.eval_max_new_tokens,
-                      batch_size=train_cfg.eval_batch_size)  # fmt: skip
+    results = compare(
+        outcome.model,
+        tokenizer,
+        ds.questions,
+        current=current.ref() if same_base else None,
+        progress=eval_progress,
+        max_new_tokens=train_cfg.eval_max_new_tokens,
+        batch_size=train_cfg.eval_batch_size,
+    )
     metrics = {k: v.summary() for k, v in results.items()}
     if current is None:
         reference, ref_name = metrics["base"], "the base model"
@@ -143,7 +164,16 @@ def retrain(
     elif promote:
         log.info("adapter %s not promoted: %s", adapter.name, "; ".join(verdict.reasons))
     loss_plot = adapter.path / "loss.png" if (adapter.path / "loss.png").is_file() else None
-    result = RetrainResult(adapter.name, promoted, verdict, metrics, outcome.summary(), info, loss_plot,
-                           adapter, time.monotonic() - started)  # fmt: skip
+    result = RetrainResult(
+        adapter.name,
+        promoted,
+        verdict,
+        metrics,
+        outcome.summary(),
+        info,
+        loss_plot,
+        adapter,
+        time.monotonic() - started,
+    )
     report("done", "; ".join(result.summary_lines()[-len(verdict.reasons) - 1 :]))
     return result

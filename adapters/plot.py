@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 
-
 def plot_loss(log_history: list[dict], path: Path, title: str = "training loss") -> Path | None:
     """Train loss per step and validation loss per evaluation; None when there is nothing to draw."""
     train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]

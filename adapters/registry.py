@@ -53,11 +53,18 @@ class AdapterInfo:
 
     def to_dict(self) -> dict:
         return {
-            "name": self.name, "path": str(self.path), "created": self.created, "metrics": self.metrics,
-            "base_model": self.base_model, "base_fingerprint": self.base_fingerprint,
-            "dataset_hash": self.dataset_hash, "settings": self.settings, "gate": self.gate,
-            "family": self.family, "version": self.version,
-        }  # fmt: skip
+            "name": self.name,
+            "path": str(self.path),
+            "created": self.created,
+            "metrics": self.metrics,
+            "base_model": self.base_model,
+            "base_fingerprint": self.base_fingerprint,
+            "dataset_hash": self.dataset_hash,
+            "settings": self.settings,
+            "gate": self.gate,
+            "family": self.family,
+            "version": self.version,
+        }
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
@@ -103,11 +110,18 @@ class AdapterRegistry:
         except (OSError, json.JSONDecodeError) as err:
             raise RegistryError(f"{path / META} is unreadable ({err})") from None
         return AdapterInfo(
-            name=name, path=path, created=meta.get("created", ""), metrics=meta.get("metrics", {}),
-            base_model=meta.get("base_model", ""), base_fingerprint=meta.get("base_fingerprint", ""),
-            dataset_hash=meta.get("dataset_hash", ""), settings=meta.get("settings", {}),
-            gate=meta.get("gate", {}), family=m["name"], version=int(m["n"]),
-        )  # fmt: skip
+            name=name,
+            path=path,
+            created=meta.get("created", ""),
+            metrics=meta.get("metrics", {}),
+            base_model=meta.get("base_model", ""),
+            base_fingerprint=meta.get("base_fingerprint", ""),
+            dataset_hash=meta.get("dataset_hash", ""),
+            settings=meta.get("settings", {}),
+            gate=meta.get("gate", {}),
+            family=m["name"],
+            version=int(m["n"]),
+        )
 
     def list(self) -> list[AdapterInfo]:
         """All loadable versions, oldest first (by family, then version number)."""

@@ -35,7 +35,9 @@ class TrainConfig:
 
     name: str = field(default="terms", metadata={"help": "adapter family; versions are <name>-v<N>"})
     epochs: int = 3
-    max_steps: int | None = field(default=None, metadata={"help": "cap on optimizer steps (overrides epochs)"})
+    max_steps: int | None = field(
+        default=None, metadata={"help": "cap on optimizer steps (overrides epochs)"}
+    )
     # Modest on purpose: 1e-3 learns made-up terms in ~25 steps but drags general answers along.
     learning_rate: float = 5e-4
     batch_size: int = 8
@@ -46,46 +48,76 @@ class TrainConfig:
     target_modules: list[str] | None = field(default=None, metadata={"help": "None = per architecture"})
     qlora: bool | None = field(default=None, metadata={"help": "4-bit NF4 base; None = on CUDA only"})
     max_length: int = 256
-    eval_steps: int | None = field(default=None, metadata={"help": "evaluate/save every N steps; None = per epoch"})
+    eval_steps: int | None = field(
+        default=None, metadata={"help": "evaluate/save every N steps; None = per epoch"}
+    )
     early_stopping_patience: int = 1
     save_total_limit: int = 2
     val_templates: int = 2
     contexts_per_term: int = 1
+    templates_per_term: int | None = 3
     general_fraction: float = 0.2
-    eval_max_new_tokens: int = 48
+    # The bot's system prompt for questions without retrieval, so training looks like use;
+    # None keeps the chat template's default.
+    system_prompt: str | None = None
+    eval_max_new_tokens: int = 64
     eval_batch_size: int = 16
     seed: int = 0
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", self.name):
-            raise ValueError(f"name must be lowercase letters, digits, '-' or '_' (max 64), got {self.name!r}")
+            raise ValueError(
+                f"name must be lowercase letters, digits, '-' or '_' (max 64), got {self.name!r}"
+            )
         if self.name.rsplit("-v", 1)[-1].isdigit() and "-v" in self.name:
             raise ValueError(f"name must not end in -v<N> (versions are added to it), got {self.name!r}")
-        for key in ("epochs", "batch_size", "grad_accum", "lora_r", "lora_alpha", "max_length",
-                    "early_stopping_patience", "save_total_limit", "eval_max_new_tokens", "eval_batch_size"):
-            _positive_int(key, getattr(self, key))  # fmt: skip
+        for key in (
+            "epochs",
+            "batch_size",
+            "grad_accum",
+            "lora_r",
+            "lora_alpha",
+            "max_length",
+            "early_stopping_patience",
+            "save_total_limit",
+            "eval_max_new_tokens",
+            "eval_batch_size",
+        ):
+            _positive_int(key, getattr(self, key))
         for key in ("max_steps", "eval_steps"):
             if getattr(self, key) is not None:
                 _positive_int(key, getattr(self, key), " or None")
         for key, closed in (("learning_rate", False), ("lora_dropout", True), ("general_fraction", True)):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                (0 <= value if closed else 0 < value) and value < 1
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not ((0 <= value if closed else 0 < value) and value < 1)
             ):
                 raise ValueError(f"{key} must be a number in {'[' if closed else '('}0, 1), got {value!r}")
         if self.save_total_limit < 2 and self.early_stopping_patience:
             # Keeping one checkpoint would let rotation delete the best one before training ends.
-            raise ValueError(f"save_total_limit must be >= 2 to keep the best checkpoint, got {self.save_total_limit}")
+            raise ValueError(
+                f"save_total_limit must be >= 2 to keep the best checkpoint, got {self.save_total_limit}"
+            )
         if self.target_modules is not None:
             lora_target_modules(None, self.target_modules)  # validates a non-empty list of names
         if self.qlora not in (None, True, False):
             raise ValueError(f"qlora must be True, False or None (= CUDA only), got {self.qlora!r}")
+        if self.system_prompt is not None and (
+            not isinstance(self.system_prompt, str) or not self.system_prompt
+        ):
+            raise ValueError(f"system_prompt must be a non-empty string or None, got {self.system_prompt!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if self.templates_per_term is not None:
+            _positive_int("templates_per_term", self.templates_per_term, " or None")
         if isinstance(self.val_templates, bool) or not isinstance(self.val_templates, int):
             raise ValueError(f"val_templates must be an integer, got {self.val_templates!r}")
-        if isinstance(self.contexts_per_term, bool) or not isinstance(self.contexts_per_term, int) or (
-            self.contexts_per_term < 0
+        if (
+            isinstance(self.contexts_per_term, bool)
+            or not isinstance(self.contexts_per_term, int)
+            or (self.contexts_per_term < 0)
         ):
             raise ValueError(f"contexts_per_term must be an integer >= 0, got {self.contexts_per_term!r}")
 
@@ -157,18 +189,19 @@ def check_qlora_supported(device: str) -> None:
         import bitsandbytes
 
         raise RuntimeError(
-            f"QLoRA: bitsandbytes {bitsandbytes.__version__} cannot quantize to 4-bit NF4 on {device} ({err}); "
+            f"QLoRA: bitsandbytes {bitsandbytes.__version__} cannot quantize to 4-bit NF4 on {device} "
+            f"({err}); "
             "train plain LoRA (qlora=False, no --qlora) or use a CUDA GPU"
         ) from err
 
 
 def complete_checkpoint(path: Path) -> bool:
-    """Trainer writes trainer_state.json last, so a checkpoint without it (or weights) is a crash leftover."""
+    """Trainer writes trainer_state.json last: a checkpoint without it (or weights) is a crash leftover."""
     return (path / TRAINER_STATE).is_file() and (path / ADAPTER_WEIGHTS).is_file()
 
 
 def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -> Path | None:
-    """The newest complete checkpoint-N; incomplete ones are removed so Trainer never resumes or rotates them."""
+    """The newest complete checkpoint-N; incomplete ones are removed: Trainer must not resume or rotate them."""
     if not output_dir.is_dir():
         return None
     found = sorted(
@@ -179,7 +212,9 @@ def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -
         if complete_checkpoint(path):
             best = path
         elif remove_incomplete:
-            log.warning("removing incomplete checkpoint %s (no %s or %s)", path, TRAINER_STATE, ADAPTER_WEIGHTS)
+            log.warning(
+                "removing incomplete checkpoint %s (no %s or %s)", path, TRAINER_STATE, ADAPTER_WEIGHTS
+            )
             shutil.rmtree(path, ignore_errors=True)
     return best
 
@@ -208,8 +243,17 @@ def _progress_callback(progress: Callable[[TrainProgress], None] | None):
             if "loss" in logs:
                 self.loss = float(logs["loss"])
             if progress and ("loss" in logs or "eval_loss" in logs):
-                progress(TrainProgress("train", state.global_step, state.max_steps, self.loss,
-                                       logs.get("eval_loss"), state.epoch, self._eta(state)))  # fmt: skip
+                progress(
+                    TrainProgress(
+                        "train",
+                        state.global_step,
+                        state.max_steps,
+                        self.loss,
+                        logs.get("eval_loss"),
+                        state.epoch,
+                        self._eta(state),
+                    )
+                )
 
     return Progress()
 
@@ -252,8 +296,13 @@ def train_lora(
     if qlora:
         # Casts norms to fp32 and enables input grads; gradient checkpointing costs speed we don't need.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")  # fmt: skip
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(model, lora)
     matched = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if hasattr(m, "lora_A")}
     if missing := sorted(set(targets) - matched):

@@ -45,7 +45,8 @@ def machine() -> str:
     return (
         f"{os.cpu_count()} cpus ({cpu}), {ram:.0f} GiB RAM, torch {torch.__version__} with "
         f"{torch.get_num_threads()} threads, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M')}"
+        # Spin-waiting OpenMP threads behave very differently on a shared machine; record the policy.
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, {time.strftime('%Y-%m-%d %H:%M')}"
     )
 
 

@@ -6,6 +6,7 @@ measured in the same run on the same inputs, because this machine's speed drifts
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -124,6 +125,7 @@ class Context:
         """bot's own wiring over a throw-away home, with the acme index built: what `ask` runs on."""
         from bot.config import load_settings
         from bot.wiring import Services
+        from indexers import Indexer
 
         home = self.tmp("ask-home")
         # The GGUF -> safetensors conversion (538 MB, ~15 s) is kept between runs in bench/_data;
@@ -134,6 +136,8 @@ class Context:
             (home / "models").symlink_to(models, target_is_directory=True)
         overrides = {"max_new_tokens": 32} if self.quick else {}
         services = Services(load_settings(home=home, docs_dir=ACME_DOCS, **overrides))
-        report = services.indexer.build(progress=None, full=True)
+        # Services' own indexer draws progress bars (show_progress defaults on); same store, no bars.
+        quiet = dataclasses.replace(services.index_config, show_progress=False)
+        report = Indexer(quiet, services.embed_model, services.store).build(progress=None, full=True)
         say(f"  ask index: {report.chunks_total} chunks from {ACME_DOCS.relative_to(REPO)}")
         return services

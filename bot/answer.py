@@ -152,22 +152,34 @@ def build_user_prompt(question: str, hits, facts: list[str] | None = None) -> st
     )
 
 
-_CHECKED = re.compile(r"\d[\d,.:%]*\d|\d|[A-Z][\w-]*[A-Z0-9][\w-]*|(?<=[a-z,;:] )[A-Z][\w-]+")
+_NUMBER = r"\d(?:[\d,.:]*\d)?%?"
+_NAME = r"[A-Z][\w-]*[A-Z0-9][\w-]*|(?<=[a-z,;:] )[A-Z][\w-]+"  # acronyms/codes, or capitalised mid-sentence
+_CHECKED = re.compile(f"{_NUMBER}|{_NAME}")
+_TOKENS = re.compile(f"{_NUMBER}|[A-Za-z][\\w-]*")
+_PREAMBLE = re.compile(r"^(the answer is|answer)\s*:\s*", re.I)
+
+
+def _checked(text: str) -> list[str]:
+    return [t.rstrip(".,:") for t in _CHECKED.findall(text)]
 
 
 def ungrounded(text: str, facts: list[str]) -> list[str]:
-    """Numbers and names in text that none of the facts contain: what a small model tends to invent.
-    Capitalised words count only mid-sentence, so an ordinary sentence start is not flagged."""
-    haystack = " ".join(facts).replace("**", "")
-    return [t for t in _CHECKED.findall(text) if t not in haystack]
+    """Numbers and names in text that no fact contains as a whole token: what a small model invents.
+    Whole tokens, so "35" is not supported by "350"; names only mid-sentence, so a capital that merely
+    starts a sentence is not flagged."""
+    known = {t for f in facts for t in _TOKENS.findall(f.replace("**", ""))}
+    return [t for t in _checked(text) if t not in known]
 
 
 def ground(text: str, facts: list[str]) -> str:
-    """Keep the model's answer when every number and name in it is in the facts, and add the quote
-    that supports it; otherwise show the best facts themselves, so no invented figure reaches anyone."""
-    if not ungrounded(text, facts):
-        return f"{text}\n\n> {facts[0]}"
-    return QUOTE_PREFIX + " ".join(facts[:2])
+    """Keep the model's answer when every number and name in it is in the facts, quoting the fact that
+    supports it best; otherwise show the best facts themselves, so no invented figure reaches anyone."""
+    text = _PREAMBLE.sub("", text).strip()
+    if ungrounded(text, facts):
+        return QUOTE_PREFIX + " ".join(facts[:2])
+    wanted = set(_checked(text))
+    support = max(facts, key=lambda f: len(wanted & set(_TOKENS.findall(f))))  # ties: the better-ranked fact
+    return f"{text}\n\n> {support}"
 
 
 def cite(hits) -> list[Source]:

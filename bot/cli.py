@@ -22,10 +22,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from indexers import IndexBuildError, StoreError
 
     from .evaluate import QAFileError
+    from .slack.serve import SlackSetupError
     from .wiring import AdapterNotFoundError
 
     return (ConfigError, IndexBuildError, StoreError, BaseModelNotFoundError, UnsafeAdapterError,
-            AdapterNotFoundError, GlossaryError, RegistryError, QAFileError)
+            AdapterNotFoundError, GlossaryError, RegistryError, QAFileError, SlackSetupError)
 
 
 class CleanErrors(click.Group):

@@ -42,16 +42,10 @@ class Hold:
 
 
 class FakeSlackAPI:
-    def __init__(
-        self,
-        *,
-        token: str = "xoxb-fake",
-        bot_user_id: str = "UEXPERTBOT",
-        bot_id: str = "BEXPERTBOT",
-        team_id: str = "TFAKE",
-        host: str = "127.0.0.1",
-        port: int = 0,
-    ):
+    # fmt: off
+    def __init__(self, *, token: str = "xoxb-fake", bot_user_id: str = "UEXPERTBOT",
+                 bot_id: str = "BEXPERTBOT", team_id: str = "TFAKE", host: str = "127.0.0.1", port: int = 0):
+        # fmt: on
         self.token, self.bot_user_id, self.bot_id, self.team_id = token, bot_user_id, bot_id, team_id
         self._calls: list[Call] = []
         self._holds: list[Hold] = []
@@ -119,18 +113,27 @@ class FakeSlackAPI:
     def add_user(self, user_id: str, name: str = "someone", *, is_bot: bool = False) -> None:
         self.users[user_id] = {"id": user_id, "name": name, "is_bot": is_bot}
 
-    def add_message(
-        self, channel: str, text: str, *, user: str, thread_ts: str | None = None, bot_id: str | None = None
-    ) -> str:
+    def add_message(self, channel: str, text: str, *, user: str, thread_ts: str | None = None,
+                    bot_id: str | None = None) -> str:  # fmt: skip
         """Put a message in the fake workspace as if a person (or another bot) had written it."""
-        msg = {"type": "message", "channel": channel, "ts": self.new_ts(), "text": text, "user": user}
+        return self._add(
+            channel, text, user=user, thread_ts=thread_ts, **({"bot_id": bot_id} if bot_id else {})
+        )["ts"]
+
+    def _add(self, channel: str, text: str, *, user: str, thread_ts: str | None = None, **extra) -> dict:
+        msg = {
+            "type": "message",
+            "channel": channel,
+            "ts": self.new_ts(),
+            "text": text,
+            "user": user,
+            **extra,
+        }
         if thread_ts:
             msg["thread_ts"] = thread_ts
-        if bot_id:
-            msg["bot_id"] = bot_id
         with self._cond:
             self.messages[f"{channel}/{msg['ts']}"] = msg
-        return msg["ts"]
+        return msg
 
     def thread(self, channel: str, ts: str) -> list[dict]:
         with self._cond:
@@ -169,32 +172,14 @@ class FakeSlackAPI:
         return call.response
 
     def api_auth_test(self, p: dict) -> dict:
-        return {
-            "ok": True,
-            "url": "https://fake.slack.local/",
-            "team": "Fake",
-            "user": "expertbot",
-            "team_id": self.team_id,
-            "user_id": self.bot_user_id,
-            "bot_id": self.bot_id,
-        }
+        return {"ok": True, "url": "https://fake.slack.local/", "team": "Fake", "user": "expertbot",
+                "team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id}  # fmt: skip
 
     def api_chat_postMessage(self, p: dict) -> dict:
         if not p.get("channel"):
             return {"ok": False, "error": "channel_not_found"}
-        msg = {
-            "type": "message",
-            "channel": p["channel"],
-            "ts": self.new_ts(),
-            "text": p.get("text", ""),
-            "blocks": _json(p.get("blocks")) or [],
-            "user": self.bot_user_id,
-            "bot_id": self.bot_id,
-        }
-        if p.get("thread_ts"):
-            msg["thread_ts"] = p["thread_ts"]
-        with self._cond:
-            self.messages[f"{p['channel']}/{msg['ts']}"] = msg
+        msg = self._add(p["channel"], p.get("text", ""), user=self.bot_user_id, thread_ts=p.get("thread_ts"),
+                        bot_id=self.bot_id, blocks=_json(p.get("blocks")) or [])  # fmt: skip
         return {"ok": True, "channel": p["channel"], "ts": msg["ts"], "message": msg}
 
     def api_chat_update(self, p: dict) -> dict:
@@ -207,13 +192,8 @@ class FakeSlackAPI:
         return {"ok": True, "channel": msg["channel"], "ts": msg["ts"], "text": msg["text"], "message": msg}
 
     def api_chat_postEphemeral(self, p: dict) -> dict:
-        msg = {
-            "channel": p.get("channel"),
-            "user": p.get("user"),
-            "text": p.get("text", ""),
-            "blocks": _json(p.get("blocks")) or [],
-            "ts": self.new_ts(),
-        }
+        msg = {"channel": p.get("channel"), "user": p.get("user"), "text": p.get("text", ""),
+               "blocks": _json(p.get("blocks")) or [], "ts": self.new_ts()}  # fmt: skip
         with self._cond:
             self.ephemeral.append(msg)
         return {"ok": True, "message_ts": msg["ts"]}
@@ -258,21 +238,9 @@ class FakeSlackAPI:
                 title=f.get("title"), channel=p.get("channel_id"), initial_comment=p.get("initial_comment")
             )
             done.append({"id": stored["id"], "name": stored["filename"], "title": stored["title"]})
-        if p.get("channel_id"):
-            ts = self.new_ts()
-            msg = {
-                "type": "message",
-                "channel": p["channel_id"],
-                "ts": ts,
-                "text": p.get("initial_comment") or "",
-                "files": done,
-                "user": self.bot_user_id,
-                "bot_id": self.bot_id,
-            }
-            if p.get("thread_ts"):
-                msg["thread_ts"] = p["thread_ts"]
-            with self._cond:
-                self.messages[f"{p['channel_id']}/{ts}"] = msg
+        if p.get("channel_id"):  # the upload shows up in the channel like any message
+            self._add(p["channel_id"], p.get("initial_comment") or "", user=self.bot_user_id, files=done,
+                      thread_ts=p.get("thread_ts"), bot_id=self.bot_id)  # fmt: skip
         return {"ok": True, "files": done}
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from bot.store import Store
 
 from .slack_fake import ADMIN, PERSON, ack_text, ask, sources_text
@@ -114,6 +116,7 @@ def test_retrain_status_and_rollback_are_admin_only_and_audited(make_app, sim, s
     ]
 
 
+@pytest.mark.slow  # real LoRA training and evaluation: ~1-2 minutes on 2 CPU cores
 def test_retrain_posts_progress_then_its_metrics_verdict_and_loss_plot(
     make_app, sim, fake_slack, slack_services, tmp_path, store_path, monkeypatch
 ):
@@ -139,7 +142,11 @@ def test_retrain_posts_progress_then_its_metrics_verdict_and_loss_plot(
     started = ack_text(app.dispatch(sim.command("/retrain-adapter", "", user=ADMIN, channel="CTRAIN")))
     job_id = re.search(r"`(retrain-\w+)`", started).group(1)
 
-    upload = fake_slack.wait_for("files.completeUploadExternal", timeout=600)[0]
+    finished = lambda p: p.get("channel") == "CTRAIN" and p.get("text", "")[:1] in "✅❌"  # noqa: E731
+    fake_slack.wait_for("chat.update", finished, timeout=900)
+    job = Store(store_path).job(job_id)
+    assert job.state == "succeeded", job.error
+    upload = fake_slack.wait_for("files.completeUploadExternal")[0]
     summary = upload.params["initial_comment"]
     assert upload.params["channel_id"] == "CTRAIN" and f"`{job_id}`" in summary
     assert re.search(r"Terminology accuracy: base \d+% \(\d+/\d+\) → adapter \d+% \(\d+/\d+\)", summary)
@@ -148,4 +155,4 @@ def test_retrain_posts_progress_then_its_metrics_verdict_and_loss_plot(
     assert uploaded["data"].startswith(b"\x89PNG") and uploaded["filename"] == "loss.png"
     edits = [c.params["text"] for c in fake_slack.calls("chat.update", in_channel("CTRAIN"))]
     assert any(re.search(r"step \d of 4 · loss \d+\.\d{3}", t) for t in edits)  # step, loss (and ETA)
-    assert Store(store_path).job(job_id).result["version"] == "terms-v1"
+    assert job.result["version"] == "terms-v1" and job.result["metrics"]["adapter"]["total"] == 3

@@ -1,0 +1,177 @@
+"""LoRA training: config validation, the Phi-3 path, QLoRA, crash + resume, and real terminology learning."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters.config import ModelConfig
+from adapters.dataset import build_dataset
+from adapters.registry import AdapterRegistry
+from adapters.train import TrainConfig, complete_checkpoint, train_lora
+
+REPO = Path(__file__).resolve().parents[2]
+ACME_GLOSSARY = REPO / "examples" / "acme" / "glossary.jsonl"
+
+# Made-up terms and company wording a base model cannot know.
+TINY_GLOSSARY = [
+    {"term": "Zorblax", "definition": "The purple checklist that approves late invoices every Friday."},
+    {"term": "Quillnet", "definition": "Our private chat server for the night shift, hosted in Lisbon."},
+    {"term": "Frobday", "definition": "The last Thursday of each month, when nobody may deploy code."},
+    {"term": "GMR", "definition": "Green Mug Review: a five minute peer check before any customer demo."},
+]
+
+
+def write_glossary(path: Path, rows) -> Path:
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0}, "epochs must be a positive integer, got 0"),
+        ({"max_steps": -1}, "max_steps must be a positive integer or None, got -1"),
+        ({"learning_rate": 2}, "learning_rate must be a number in (0, 1), got 2"),
+        ({"lora_dropout": 1.0}, "lora_dropout must be a number in [0, 1), got 1.0"),
+        ({"name": "Acme Terms"}, "name must be lowercase letters"),
+        ({"name": "acme-v2"}, "name must not end in -v<N>"),
+        ({"target_modules": []}, "override must be a non-empty list"),
+        ({"qlora": "yes"}, "qlora must be True, False or None"),
+        ({"save_total_limit": 1}, "save_total_limit must be >= 2"),
+        ({"templates_per_term": 0}, "templates_per_term must be a positive integer or None, got 0"),
+        ({"system_prompt": ""}, "system_prompt must be a non-empty string or None"),
+    ],
+)
+def test_train_config_names_the_bad_field(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**kwargs)
+    assert message in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def tiny_phi3_dir(tiny_phi3, tmp_path_factory) -> Path:
+    """The tiny random Phi-3 saved as a local model folder, so it can be loaded (also 4-bit) by path."""
+    model, tokenizer = tiny_phi3
+    path = tmp_path_factory.mktemp("tiny-phi3")
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_phi3_lora_wraps_its_fused_layers_and_reloads_identically(tiny_phi3, tmp_path):
+    import torch
+    from peft import PeftModel
+
+    base, tokenizer = tiny_phi3
+    ds = build_dataset(write_glossary(tmp_path / "g.jsonl", TINY_GLOSSARY))
+    cfg = TrainConfig(max_steps=2, batch_size=4, learning_rate=1e-2, lora_dropout=0.0)
+    out = train_lora(cfg, copy.deepcopy(base), tokenizer, ds, tmp_path / "work")
+    wrapped = sorted(n for n, m in out.model.named_modules() if hasattr(m, "lora_A") and "." in n)
+    assert {n.rsplit(".", 1)[-1] for n in wrapped} == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
+    assert len(wrapped) == 4 * base.config.num_hidden_layers
+    assert out.steps == 2 and (out.adapter_dir / "adapter_model.safetensors").is_file()
+    assert not list(out.adapter_dir.glob("*.bin"))
+
+    ids = tokenizer("What is Zorblax?", return_tensors="pt")["input_ids"]
+    reloaded = PeftModel.from_pretrained(copy.deepcopy(base), out.adapter_dir).eval()
+    with torch.no_grad():
+        trained, again, plain = out.model(ids).logits, reloaded(ids).logits, base(ids).logits
+    assert torch.equal(trained, again)
+    assert not torch.allclose(trained, plain)  # the 2 steps changed something worth saving
+
+
+def test_qlora_runs_on_cpu_end_to_end_and_the_gate_records_its_verdict(tiny_phi3_dir, tmp_path):
+    """QLoRA (NF4 + double quant) through retrain(); the random model learns nothing, so no promotion."""
+    from adapters.pipeline import retrain
+
+    reg = AdapterRegistry(tmp_path / "adapters")
+    seen = []
+    model_cfg = ModelConfig(base_model=str(tiny_phi3_dir), device="cpu", cache_dir=tmp_path / "models")
+    cfg = TrainConfig(name="tiny", qlora=True, max_steps=2, batch_size=4, eval_max_new_tokens=8)
+    result = retrain(model_cfg, cfg, reg, glossary=write_glossary(tmp_path / "g.jsonl", TINY_GLOSSARY),
+                     progress=seen.append)  # fmt: skip
+    assert result.train["qlora"] is True and result.train["steps"] == 2
+    assert result.version == "tiny-v1" and not result.promoted and reg.current() is None
+    assert "does not beat the base model" in result.verdict.reasons[0]
+    stored = reg.get("tiny-v1")
+    assert stored.gate == result.verdict.to_dict() and stored.metrics == result.metrics
+    assert stored.settings["qlora"] is True and stored.dataset_hash == result.dataset["dataset_hash"]
+    assert {"dataset", "load", "train", "evaluate", "register", "done"} <= {p.stage for p in seen}
+    steps = [p for p in seen if p.stage == "train" and p.loss is not None]
+    assert steps[-1].step == steps[-1].total_steps == 2 and steps[-1].eta_s == 0
+    assert result.loss_plot is not None and result.loss_plot.read_bytes()[:4] == b"\x89PNG"
+
+
+_KILLED_RUN = """
+import sys, time
+from pathlib import Path
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from adapters.dataset import build_dataset
+from adapters.train import TrainConfig, train_lora
+base, glossary, work, ready = sys.argv[1:5]
+def progress(p):
+    # Step 3's log comes after checkpoint-2 was saved: say so, then hang until killed.
+    if p.step >= 3 and p.loss is not None:
+        Path(ready).write_text(str(p.step))
+        time.sleep(600)
+cfg = TrainConfig(**{cfg})
+train_lora(cfg, AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base),
+           build_dataset(Path(glossary)), Path(work), progress)
+"""
+
+
+def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tiny_phi3_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    settings = dict(max_steps=6, eval_steps=2, batch_size=4, save_total_limit=3)
+    glossary = write_glossary(tmp_path / "g.jsonl", TINY_GLOSSARY)
+    work, ready = tmp_path / "work", tmp_path / "ready"
+    script = _KILLED_RUN.replace("{cfg}", repr(settings))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tiny_phi3_dir), str(glossary), str(work), str(ready)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300  # a guard against a hang, not a timing assertion
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ready.exists(), proc.stderr.read().decode()[-3000:] if proc.poll() is not None else "no progress"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    ckpts = work / "checkpoints"
+    assert complete_checkpoint(ckpts / "checkpoint-2")
+    # What a kill during a save leaves: weights written, trainer_state.json not yet.
+    half = ckpts / "checkpoint-4"
+    shutil.rmtree(half, ignore_errors=True)
+    half.mkdir()
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        shutil.copy(ckpts / "checkpoint-2" / name, half / name)
+
+    out = train_lora(TrainConfig(**settings), AutoModelForCausalLM.from_pretrained(tiny_phi3_dir),
+                     AutoTokenizer.from_pretrained(tiny_phi3_dir), build_dataset(glossary), work)  # fmt: skip
+    assert out.resumed_from == str(ckpts / "checkpoint-2")
+    assert out.steps == 6
+    logged = [h["step"] for h in out.log_history if "loss" in h]
+    assert logged == [1, 2, 3, 4, 5, 6]  # steps 1-2 come from before the kill, 3-6 from this run
+    assert complete_checkpoint(ckpts / "checkpoint-4")  # rewritten properly by the resumed run
+
+
+def _acme_subset(tmp_path: Path, n: int) -> Path:
+    if ACME_GLOSSARY.is_file():
+        rows = [json.loads(line) for line in ACME_GLOSSARY.read_text().splitlines() if line.strip()][:n]
+    else:  # the example company's glossary is written elsewhere; until it lands, made-up terms
+        rows = TINY_GLOSSARY
+    return write_glossary(tmp_path / "glossary.jsonl", rows)

@@ -1,0 +1,49 @@
+"""The answering rules that keep a small model honest, and follow-ups on the real acme index."""
+
+from bot.answer import IDK, QUOTE_PREFIX, AnswerStream, Source, ground, is_idk, ungrounded
+
+FACTS = [
+    "You may work from another country for up to 20 working days per calendar year under our "
+    "Work From Anywhere (WFA) scheme.",
+    "Requests go to your Quire Lead at least 10 working days before you travel.",
+]
+
+
+def test_an_answer_built_from_the_facts_keeps_its_words_and_gets_a_quote():
+    answer = ground("You can work abroad for up to 20 working days a year under WFA.", FACTS)
+    assert answer == f"You can work abroad for up to 20 working days a year under WFA.\n\n> {FACTS[0]}"
+
+
+def test_an_invented_number_or_name_is_replaced_by_the_facts():
+    assert ungrounded("You can work abroad for 15 days, says Marta Quill.", FACTS) == ["15", "Marta", "Quill"]
+    answer = ground("You can work abroad for 15 days.", FACTS)
+    assert answer == QUOTE_PREFIX + " ".join(FACTS)
+    assert "15" not in answer.replace("10 working", "")
+
+
+def test_sentence_start_capitals_are_not_names():
+    assert ungrounded("Requests go to your Quire Lead early.", FACTS) == []
+
+
+def test_i_dont_know_answers_cite_nothing():
+    for text in ("I don't know.", "I do not know the answer.", "  i dont know"):
+        assert is_idk(text)
+        stream = AnswerStream([Source("a.md", "A", 0.9)], None, iter([text]), facts=FACTS)
+        answer = stream.result()
+        assert answer.refused and answer.sources == [] and answer.text == text.strip()
+    assert not is_idk("I know: 20 working days.")
+    empty = AnswerStream([Source("a.md", "A", 0.9)], None, iter([]), facts=FACTS).result()
+    assert empty.text == IDK and empty.sources == []
+
+
+def test_a_follow_up_uses_the_thread(acme_services):
+    answerer = acme_services.answerer
+    history = [
+        {"role": "user", "content": "Which VPN client do we use?"},
+        {"role": "assistant", "content": "We use Tunnelvane."},
+    ]
+    alone = answerer.stream("Where do I install it from?")
+    followed = answerer.stream("Where do I install it from?", history=history)
+    assert followed.sources[0].file == "it/helpdesk-faq.html"
+    assert [s.file for s in alone.sources] != [s.file for s in followed.sources]
+    followed.result(), alone.result()  # finish both generations
