@@ -233,6 +233,7 @@ def build_dataset(
     general_fraction: float = 0.2,
     seed: int = 0,
     system_prompt: str | None = None,
+    general: Sequence[tuple[str, str]] | None = None,
 ) -> TerminologyDataset:
     """Examples from a glossary (a file, entries, or glossary.* found under docs_dir).
 
@@ -241,6 +242,8 @@ def build_dataset(
     answers with, so training looks like use (None keeps the chat template's default).
     templates_per_term: training questions per term, rotated through the training templates so that
     every template is still used across the glossary (None = all); this is what keeps an epoch short.
+    general: (question, answer) pairs mixed in against forgetting; None = GENERAL_QA. retrain() passes
+    the base model's own answers to GENERAL_QA's questions, which anchor it where it already does well.
     """
     source = None
     if glossary is None:
@@ -293,7 +296,10 @@ def build_dataset(
 
     # General examples: a shuffled (by seed) split of GENERAL_QA, a few kept for validation loss so
     # early stopping also sees damage to general answers.
-    general = sorted(GENERAL_QA, key=lambda qa: hashlib.sha256(f"{seed}:{qa[0]}".encode()).hexdigest())
+    pairs = list(GENERAL_QA if general is None else general)
+    if len(pairs) < 4:
+        raise ValueError(f"general needs at least 4 (question, answer) pairs, got {len(pairs)}")
+    general = sorted(pairs, key=lambda qa: hashlib.sha256(f"{seed}:{qa[0]}".encode()).hexdigest())
     val_general, train_general = general[:3], general[3:]
     want = round(general_fraction * len(train) / (1 - general_fraction))
     for k in range(want):  # repeat the list when the glossary is large

@@ -138,6 +138,69 @@ def _phrase_stopper(tokenizer, prompt_len: int, phrases: Sequence[str]):
     return Stop()
 
 
+def generate_batch(
+    model,
+    tokenizer,
+    conversations: Sequence[list[dict]],
+    *,
+    max_new_tokens: Sequence[int] | int = 96,
+    stop_phrases: Sequence[str] | None = None,
+    batch_size: int = 16,
+) -> list[str]:
+    """Greedy answers to chat conversations, in left-padded batches of similar length.
+
+    max_new_tokens may be given per conversation (a batch uses its largest); stop_phrases stops a
+    row as soon as its answer holds its phrase.
+    """
+    import torch
+    from transformers import StoppingCriteriaList
+
+    from adapters.base import end_of_turn_ids
+
+    limits = (
+        [max_new_tokens] * len(conversations) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    )
+    device = next(model.parameters()).device
+    prompts = [
+        tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
+    ]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding
+    out: list[str] = [""] * len(prompts)
+    side, pad = tokenizer.padding_side, tokenizer.pad_token
+    tokenizer.padding_side = "left"  # generation continues from the right end of every row
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    try:
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            enc = tokenizer(
+                [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
+            )
+            enc = enc.to(device)
+            width = enc["input_ids"].shape[1]
+            stop = None
+            if stop_phrases is not None:
+                stop = StoppingCriteriaList(
+                    [_phrase_stopper(tokenizer, width, [stop_phrases[i] for i in idx])]
+                )
+            with torch.no_grad():
+                gen = model.generate(
+                    **enc,
+                    max_new_tokens=max(limits[i] for i in idx),
+                    do_sample=False,
+                    num_beams=1,
+                    eos_token_id=end_of_turn_ids(model, tokenizer),
+                    pad_token_id=tokenizer.pad_token_id,
+                    stopping_criteria=stop,
+                )
+            texts = tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+            for i, text in zip(idx, texts, strict=True):
+                out[i] = text.strip()
+    finally:
+        tokenizer.padding_side, tokenizer.pad_token = side, pad
+    return out
+
+
 def answer_questions(
     model,
     tokenizer,
@@ -147,54 +210,18 @@ def answer_questions(
     max_new_tokens: int = 96,
     batch_size: int = 16,
 ) -> list[str]:
-    """Greedy answers to the questions as a bare chat turn (no retrieval), in left-padded batches.
+    """Greedy answers to the held-out questions as a bare chat turn (no retrieval).
 
     Generation is the cost of evaluation, so it is bounded: a row stops once it holds its key phrase,
-    and a batch stops at the length a correct answer needs to reach its key phrases (+8 tokens): a
-    model that does not know a term rambles, and more rambling cannot make it right.
+    and a row gets only the tokens a correct answer needs to reach its key phrase (+8): a model that
+    does not know a term rambles, and more rambling cannot make it right.
     """
-    import torch
-    from transformers import StoppingCriteriaList
-
-    from adapters.base import end_of_turn_ids
-
-    device = next(model.parameters()).device
-    order = sorted(range(len(questions)), key=lambda i: len(questions[i].question))  # less padding
-    out: list[str] = [""] * len(questions)
-    side, pad = tokenizer.padding_side, tokenizer.pad_token
-    tokenizer.padding_side = "left"  # generation continues from the right end of every row
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    try:
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
-            prompts = [
-                tokenizer.apply_chat_template(
-                    questions[i].messages(), tokenize=False, add_generation_prompt=True
-                )
-                for i in idx
-            ]
-            need = max(_tokens_to_phrase(tokenizer, questions[i].expected(), phrases[i]) for i in idx)
-            enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            width = enc["input_ids"].shape[1]
-            with torch.no_grad():
-                gen = model.generate(
-                    **enc,
-                    max_new_tokens=min(max_new_tokens, need + 8),
-                    do_sample=False,
-                    num_beams=1,
-                    eos_token_id=end_of_turn_ids(model, tokenizer),
-                    pad_token_id=tokenizer.pad_token_id,
-                    stopping_criteria=StoppingCriteriaList(
-                        [_phrase_stopper(tokenizer, width, [phrases[i] for i in idx])]
-                    ),
-                )
-            texts = tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
-            for i, text in zip(idx, texts, strict=True):
-                out[i] = text.strip()
-    finally:
-        tokenizer.padding_side, tokenizer.pad_token = side, pad
-    return out
+    limits = [
+        min(max_new_tokens, _tokens_to_phrase(tokenizer, q.expected(), p) + 8)
+        for q, p in zip(questions, phrases, strict=True)
+    ]
+    return generate_batch(model, tokenizer, [q.messages() for q in questions], max_new_tokens=limits,
+                          stop_phrases=phrases, batch_size=batch_size)  # fmt: skip
 
 
 def _tokens_to_phrase(tokenizer, expected: str, phrase: str) -> int:

@@ -7,7 +7,10 @@ must not change under a running answer.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -48,9 +51,31 @@ class RetrainResult:
             f"general perplexity: base {m['base']['perplexity']:.2f}, "
             f"adapter {m['adapter']['perplexity']:.2f}"
             + (f", current {m['current']['perplexity']:.2f}" if cur else ""),
-            f"gate: {'PROMOTED' if self.promoted else 'not promoted'} (compared with {self.verdict.reference})",
+            f"gate: {'PROMOTED' if self.promoted else 'not promoted'} "
+            f"(compared with {self.verdict.reference})",
         ]
         return lines + [f"  - {r}" for r in self.verdict.reasons]
+
+
+def distilled_general(
+    model, tokenizer, system_prompt: str | None, batch_size: int = 16
+) -> list[tuple[str, str]]:
+    """GENERAL_QA's questions answered by the base model itself, cut to whole sentences.
+
+    Training on the model's own answers costs it almost no loss where it already does well, so these
+    examples hold general behaviour in place instead of teaching it our handwritten style.
+    """
+    from adapters.dataset import GENERAL_QA, _chat
+    from adapters.evaluate import generate_batch
+
+    questions = [q for q, _ in GENERAL_QA]
+    convs = [list(_chat(q, None, system_prompt)) for q in questions]
+    answers = generate_batch(model, tokenizer, convs, max_new_tokens=64, batch_size=batch_size)
+    pairs = []
+    for (q, handwritten), a in zip(GENERAL_QA, answers, strict=True):
+        whole = re.match(r"(?s)^(.*[.!?])", a)  # an answer cut at the token limit ends mid-sentence
+        pairs.append((q, whole[1].strip() if whole else handwritten))
+    return pairs
 
 
 def retrain(
@@ -77,6 +102,8 @@ def retrain(
     from adapters.evaluate import compare
 
     started = time.monotonic()
+    if contexts is not None:
+        contexts = functools.cache(contexts)  # the dataset may be built twice; retrieve once per term
 
     def report(stage: str, message: str, **kw) -> None:
         log.info("%s: %s", stage, message)
@@ -84,8 +111,8 @@ def retrain(
             progress(TrainProgress(stage, message=message, **kw))
 
     report("dataset", "building the dataset")
-    ds = build_dataset(
-        glossary,
+    dataset_args = dict(
+        glossary=glossary,
         docs_dir=docs_dir,
         contexts=contexts,
         val_templates=train_cfg.val_templates,
@@ -95,6 +122,7 @@ def retrain(
         system_prompt=train_cfg.system_prompt,
         seed=train_cfg.seed,
     )
+    ds = build_dataset(**dataset_args)  # before loading the model: a bad glossary fails in a second
     info = ds.summary()
     report(
         "dataset",
@@ -109,6 +137,10 @@ def retrain(
     report("load", f"loading {model_cfg.base_model} on {device}" + (" in 4-bit NF4 (QLoRA)" if qlora else ""))
     model, tokenizer = load_base_model(replace(model_cfg, load_in_4bit=qlora))
     fingerprint = base_model_fingerprint(model_cfg)
+    if train_cfg.self_distill_general:
+        report("dataset", "answering the general examples with the base model")
+        general = distilled_general(model, tokenizer, train_cfg.system_prompt, train_cfg.eval_batch_size)
+        ds = build_dataset(**dataset_args, general=general)
 
     work_dir = Path(work_dir) if work_dir else registry.root / ".work" / train_cfg.name
     outcome = train_lora(train_cfg, model, tokenizer, ds, work_dir, progress, qlora=qlora)
@@ -158,6 +190,9 @@ def retrain(
         "answers": {k: v.answers for k, v in results.items()},
     }
     adapter = registry.register(train_cfg.name, outcome.adapter_dir, meta)
+    # The version is stored: its checkpoints are no longer needed, and left in place they would make
+    # the next retrain with the same data "resume" a finished run instead of training.
+    shutil.rmtree(work_dir, ignore_errors=True)
     promoted = bool(promote and verdict.promote)
     if promoted:
         registry.promote(adapter.name)

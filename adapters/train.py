@@ -27,6 +27,7 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 TRAINER_STATE = "trainer_state.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
 
 
 @dataclass
@@ -40,6 +41,7 @@ class TrainConfig:
     )
     # Modest on purpose: 1e-3 learns made-up terms in ~25 steps but drags general answers along.
     learning_rate: float = 5e-4
+    lr_scheduler: str = field(default="linear", metadata={"help": "linear|cosine|constant_with_warmup"})
     batch_size: int = 8
     grad_accum: int = 1
     lora_r: int = 8
@@ -57,6 +59,9 @@ class TrainConfig:
     contexts_per_term: int = 1
     templates_per_term: int | None = 3
     general_fraction: float = 0.2
+    # General examples answered by the base model itself (anchors against forgetting) rather than
+    # the handwritten answers in dataset.GENERAL_QA; costs one batched generation before training.
+    self_distill_general: bool = True
     # The bot's system prompt for questions without retrieval, so training looks like use;
     # None keeps the chat template's default.
     system_prompt: str | None = None
@@ -102,6 +107,12 @@ class TrainConfig:
             )
         if self.target_modules is not None:
             lora_target_modules(None, self.target_modules)  # validates a non-empty list of names
+        if self.lr_scheduler not in SCHEDULERS:
+            raise ValueError(
+                f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, got {self.lr_scheduler!r}"
+            )
+        if not isinstance(self.self_distill_general, bool):
+            raise ValueError(f"self_distill_general must be a bool, got {self.self_distill_general!r}")
         if self.qlora not in (None, True, False):
             raise ValueError(f"qlora must be True, False or None (= CUDA only), got {self.qlora!r}")
         if self.system_prompt is not None and (
@@ -201,7 +212,7 @@ def complete_checkpoint(path: Path) -> bool:
 
 
 def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -> Path | None:
-    """The newest complete checkpoint-N; incomplete ones are removed: Trainer must not resume or rotate them."""
+    """The newest complete checkpoint-N; removes incomplete ones so Trainer never resumes or rotates them."""
     if not output_dir.is_dir():
         return None
     found = sorted(
@@ -276,7 +287,7 @@ def train_lora(
     """
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainingArguments
 
     work_dir = Path(work_dir)
     ckpt_dir = work_dir / "checkpoints"
@@ -324,7 +335,7 @@ def train_lora(
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
         warmup_steps=0.05,  # a float < 1 is a ratio of the total steps
-        lr_scheduler_type="linear",
+        lr_scheduler_type=cfg.lr_scheduler,
         logging_steps=1,
         eval_strategy=strategy,
         save_strategy=strategy,
@@ -351,6 +362,8 @@ def train_lora(
         data_collator=partial(collate, pad_token_id=pad_id),
         callbacks=[EarlyStoppingCallback(cfg.early_stopping_patience), _progress_callback(progress)],
     )
+    # With tqdm off, Trainer prints every log dict to stdout; our progress callback reports instead.
+    trainer.remove_callback(PrinterCallback)
     if checkpoint:
         log.info("resuming training from %s", checkpoint)
     start = time.monotonic()
@@ -368,7 +381,8 @@ def train_lora(
     eval_losses = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
     from adapters.plot import plot_loss
 
-    plot = plot_loss(state.log_history, work_dir / "loss.png", title=f"{cfg.name}: training loss")
+    # Next to the adapter weights, so the registry stores it with the version.
+    plot = plot_loss(state.log_history, adapter_dir / "loss.png", title=f"{cfg.name}: training loss")
     model.eval()
     log.info("trained %d steps in %.1fs (%s)", state.global_step, seconds, result.metrics)
     return TrainOutcome(

@@ -53,7 +53,8 @@ def run(ctx: Context) -> list[Row]:
     from indexers.embedding import resolve_embed_model
 
     emb = ctx.embed_model
-    label, docs = corpora(ctx.workdir, ctx.quick)[-1]  # the manual when we have it: more varied text
+    corpus = corpora(ctx.workdir, ctx.quick)[-1]  # the manual when we have it: more varied text
+    label, docs = corpus.label, corpus.docs
     texts = sample(chunk_texts(docs, emb), QUICK_SAMPLE if ctx.quick else SAMPLE)
     chars = sum(map(len, texts)) / len(texts)
     say(f"  {len(texts)} chunks from {label}, mean {chars:.0f} chars")

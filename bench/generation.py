@@ -1,18 +1,19 @@
 """Generation for `ask` with the bundled SmolLM2: tokens/s and time to first token.
 
-Ours is the real path: Answerer.stream(question) from bot.wiring.Services (retrieve, prompt, then
-Generator.stream on a background thread with a TextIteratorStreamer). The baseline is a plain greedy
-`model.generate` on the same model object and the same rendered prompt, no streamer: what the
-"~27.5 tok/s" in offline-stack.md measured. Greedy decoding on both sides should give the same tokens;
-the run checks and says so.
+Ours is the real path: Answerer.stream(question) from bot.wiring.Services (retrieve, select facts,
+prompt, then Generator.stream on a background thread with a TextIteratorStreamer). The baseline is a
+plain greedy `model.generate` on the same model object and the same rendered prompt, no streamer: what
+the "~27.5 tok/s" in offline-stack.md measured. Greedy decoding on both sides should give the same
+tokens; the run checks and says so.
 
 The baseline runs on a worker thread too. On this shared machine, torch ops on the main thread with
 OpenMP's default spin-waiting ran ~5x slower than the same ops on a fresh thread (OMP_WAIT_POLICY=PASSIVE
 removed the gap); a main-thread baseline would flatter us for a reason that is not our code.
 
 Times: "time to first token" is from the question to the first text piece (the streamer hands out
-whole words, so this is the first word a user would see); the generation-only one starts after
-retrieval. Tokens are counted with the model's tokenizer on the streamed text.
+whole words, so this is the first word a user would see); the generation-only one starts when
+Answerer.stream returns, i.e. after retrieval and fact selection. Tokens are counted with the model's
+tokenizer on the streamed text.
 """
 
 from __future__ import annotations
@@ -29,18 +30,20 @@ QUESTIONS = 5  # each costs ~3 generations of up to 160 tokens: ~1 minute on a q
 QUICK_QUESTIONS = 1
 
 
-def _messages(services, question: str) -> list[dict] | None:
-    """The messages the answerer sends for question (no history), or None when it would refuse."""
-    from bot.answer import SYSTEM_PROMPT, build_user_prompt
+class _Recorder:
+    """Runs the real Generator and keeps the messages the answerer sent it, so the baseline gets the very
+    same prompt however the answerer builds it (retrieved chunks, selected facts, ...)."""
 
-    answerer = services.answerer
-    hits = services.retriever.retrieve(question, top_k=answerer.top_k)
-    if not hits or max(h.similarity for h in hits) < answerer.min_similarity:
-        return None
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": build_user_prompt(question, hits)},
-    ]
+    def __init__(self, generator):
+        self.generator = generator
+        self.messages: list[dict] | None = None
+
+    def stream(self, messages, **kw):
+        self.messages = messages
+        return self.generator.stream(messages, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.generator, name)
 
 
 def _on_worker(fn, *args):
@@ -104,16 +107,29 @@ def run(ctx: Context) -> list[Row]:
     say(f"  model loaded in {load.seconds:.1f} s; max_new_tokens={limit} ({load_note()})")
     list(generator.stream([{"role": "user", "content": "Say hello."}], max_new_tokens=8))  # warm-up
 
-    qs = [q for q in questions(False) if _messages(services, q) is not None]
-    qs = qs[: QUICK_QUESTIONS if ctx.quick else QUESTIONS]
+    wanted = QUICK_QUESTIONS if ctx.quick else QUESTIONS
+    recorder = _Recorder(generator)
+    answerer.generator = recorder  # put back below; the answerer keeps no other state about it
+    try:
+        return _measure(answerer, recorder, tok, limit, wanted)
+    finally:
+        answerer.generator = generator
+
+
+def _measure(answerer, recorder, tok, limit: int, wanted: int) -> list[Row]:
+    generator = recorder.generator
     ours_tokens = ours_gen_s = plain_tokens = plain_s = 0.0
-    ttft, ttft_gen, plain_first, decode_rates, same = [], [], [], [], 0
-    for q in qs:
+    ttft, ttft_gen, plain_first, decode_rates, same, before = [], [], [], [], 0, []
+    done = 0
+    for q in questions(False):
+        if done == wanted:
+            break
         start = time.perf_counter()
         stream = answerer.stream(q)  # retrieval happens here; generation starts at the first next()
         retrieved = time.perf_counter()
         if stream.refused:  # answered "I don't know" without the model: nothing to time
             continue
+        done += 1
         first, pieces = None, []
         for piece in stream:
             first = first or time.perf_counter()
@@ -125,10 +141,11 @@ def run(ctx: Context) -> list[Row]:
         ours_tokens += n
         ours_gen_s += end - retrieved
         ttft.append(first - start)
+        before.append(retrieved - start)
         ttft_gen.append(first - retrieved)
         if n > 1 and end > first:
             decode_rates.append((n - 1) / (end - first))
-        p_n, p_s, p_first, p_ids = _plain_generate(generator, _messages(services, q), limit)
+        p_n, p_s, p_first, p_ids = _plain_generate(generator, recorder.messages, limit)
         plain_tokens += p_n
         plain_s += p_s
         plain_first.append(p_first)
@@ -138,9 +155,9 @@ def run(ctx: Context) -> list[Row]:
             f"(first piece {ttft[-1]:.2f} s after the question), "
             f"plain {p_n} tokens in {p_s:.2f} s ({load_note()})"
         )
-    say(f"  identical answers from both sides: {same} of {len(qs)}")
+    say(f"  identical answers from both sides: {same} of {done}")
     mid, mid_gen, mid_plain = median(ttft), median(ttft_gen), median(plain_first)
-    note = f"{len(qs)} acme questions, greedy, fp32, {ours_tokens:.0f} tokens"
+    note = f"{done} acme questions, greedy, fp32, {ours_tokens:.0f} tokens"
     rows = [
         Row(
             NAME,
@@ -166,7 +183,16 @@ def run(ctx: Context) -> list[Row]:
             None,
             "s",
             higher_is_better=False,
-            note="question in, first word out: retrieval + prompt + prefill",
+            note="question in, first word out: retrieval + facts + prompt + prefill",
+        ),
+        Row(
+            NAME,
+            "answerer before the model runs (median)",
+            median(before),
+            None,
+            "s",
+            higher_is_better=False,
+            note="retrieval + fact selection, inside Answerer.stream",
         ),
     ]
     if decode_rates:

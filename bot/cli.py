@@ -25,8 +25,18 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .slack.serve import SlackSetupError
     from .wiring import AdapterNotFoundError
 
-    return (ConfigError, IndexBuildError, StoreError, BaseModelNotFoundError, UnsafeAdapterError,
-            AdapterNotFoundError, GlossaryError, RegistryError, QAFileError, SlackSetupError)
+    return (
+        ConfigError,
+        IndexBuildError,
+        StoreError,
+        BaseModelNotFoundError,
+        UnsafeAdapterError,
+        AdapterNotFoundError,
+        GlossaryError,
+        RegistryError,
+        QAFileError,
+        SlackSetupError,
+    )
 
 
 class CleanErrors(click.Group):
@@ -58,13 +68,18 @@ def services(ctx: click.Context):
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """Your company's own expert: answers from your docs, in your words."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     ctx.ensure_object(dict)
 
 
 @main.command()
-@click.option("--docs", "docs_dir", type=click.Path(file_okay=False), help="Docs folder (default: EXPERTBOT_DOCS_DIR).")
+@click.option(
+    "--docs", "docs_dir", type=click.Path(file_okay=False), help="Docs folder (default: EXPERTBOT_DOCS_DIR)."
+)
 @click.option("--full", is_flag=True, help="Re-embed every document, even unchanged ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context

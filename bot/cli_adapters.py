@@ -19,7 +19,9 @@ def _progress(p) -> None:
 
 
 @main.command()
-@click.option("--glossary", type=click.Path(dir_okay=False, exists=True), help="Glossary (.jsonl, .csv or .md).")
+@click.option(
+    "--glossary", type=click.Path(dir_okay=False, exists=True), help="Glossary (.jsonl, .csv or .md)."
+)
 @click.option("--epochs", type=click.IntRange(1, 100), help="Training epochs (default 3).")
 @click.option("--max-steps", type=click.IntRange(1), help="Stop after this many optimizer steps.")
 @click.option("--qlora/--no-qlora", default=None, help="4-bit NF4 base (QLoRA). Default: on CUDA only.")
@@ -30,15 +32,27 @@ def retrain(ctx, glossary, epochs, max_steps, qlora, as_json):
     from pathlib import Path
 
     result = services(ctx).retrain(
-        progress=_progress, glossary=Path(glossary) if glossary else None, epochs=epochs, max_steps=max_steps,
+        progress=_progress,
+        glossary=Path(glossary) if glossary else None,
+        epochs=epochs,
+        max_steps=max_steps,
         qlora=qlora,
     )
     if as_json:
-        click.echo(json.dumps({
-            "version": result.version, "promoted": result.promoted, "reasons": result.verdict.reasons,
-            "metrics": result.metrics, "train": result.train,
-            "loss_plot": str(result.loss_plot) if result.loss_plot else None,
-        }, indent=2, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "version": result.version,
+                    "promoted": result.promoted,
+                    "reasons": result.verdict.reasons,
+                    "metrics": result.metrics,
+                    "train": result.train,
+                    "loss_plot": str(result.loss_plot) if result.loss_plot else None,
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return
     for line in result.summary_lines():
         click.echo(line)
@@ -55,7 +69,8 @@ def _show(info, current: str | None) -> str:
     acc = info.metrics.get("adapter", {}).get("accuracy")
     mark = "*" if info.name == current else " "
     acc_text = f"accuracy {acc:.1%}" if isinstance(acc, float) else "accuracy ?"
-    return f"{mark} {info.name:<16} {info.created:<26} {acc_text}  gate: {'pass' if info.gate.get('promote') else 'fail'}"
+    gate = "pass" if info.gate.get("promote") else "fail"
+    return f"{mark} {info.name:<16} {info.created:<26} {acc_text}  gate: {gate}"
 
 
 @adapters.command("list")
@@ -67,8 +82,13 @@ def list_(ctx, as_json):
     current = registry.current()
     items = registry.list()
     if as_json:
-        click.echo(json.dumps({"current": current.name if current else None,
-                               "adapters": [i.to_dict() for i in items]}, indent=2, default=str))
+        click.echo(
+            json.dumps(
+                {"current": current.name if current else None, "adapters": [i.to_dict() for i in items]},
+                indent=2,
+                default=str,
+            )
+        )
         return
     if not items:
         click.echo("no adapters yet: run `expertbot retrain`")
@@ -87,12 +107,20 @@ def show(ctx, version, as_json):
 
 
 def _describe(info) -> str:
-    lines = [f"{info.name}  created {info.created}", f"  base model: {info.base_model} ({info.base_fingerprint})",
-             f"  dataset: {info.dataset_hash}", f"  path: {info.path}"]
+    lines = [
+        f"{info.name}  created {info.created}",
+        f"  base model: {info.base_model} ({info.base_fingerprint})",
+        f"  dataset: {info.dataset_hash}",
+        f"  path: {info.path}",
+    ]
     for who, m in info.metrics.items():
         if isinstance(m, dict) and "accuracy" in m:
-            lines.append(f"  {who}: accuracy {m['accuracy']:.1%}, perplexity {m.get('perplexity', float('nan')):.2f}")
-    lines += [f"  gate: {'pass' if info.gate.get('promote') else 'fail'}"] + [f"    - {r}" for r in info.gate.get("reasons", [])]
+            lines.append(
+                f"  {who}: accuracy {m['accuracy']:.1%}, perplexity {m.get('perplexity', float('nan')):.2f}"
+            )
+    lines += [f"  gate: {'pass' if info.gate.get('promote') else 'fail'}"] + [
+        f"    - {r}" for r in info.gate.get("reasons", [])
+    ]
     return "\n".join(lines)
 
 
@@ -113,4 +141,6 @@ def rollback(ctx, as_json):
     """Go back to the version before the current one."""
     info = services(ctx).registry.rollback()
     name = info.name if info else None
-    click.echo(json.dumps({"current": name}) if as_json else f"current adapter: {name or 'none (base model)'}")
+    click.echo(
+        json.dumps({"current": name}) if as_json else f"current adapter: {name or 'none (base model)'}"
+    )

@@ -11,8 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
-from pydantic_settings import TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from adapters.config import BUNDLED_BASE_MODEL, ModelConfig
 from indexers.config import BUNDLED_EMBED_MODEL, IndexConfig
@@ -44,16 +49,22 @@ class Settings(BaseSettings):
     gate_max_perplexity_increase: float = Field(
         0.05, ge=0, lt=1, description="how much worse general perplexity a new adapter may be (0.05 = 5%)"
     )
-    admins: Annotated[list[str], NoDecode] = Field([], description="Slack user IDs allowed to run admin commands")
+    admins: Annotated[list[str], NoDecode] = Field(
+        [], description="Slack user IDs allowed to run admin commands"
+    )
     eval_qa: Path | None = Field(None, description="QA file whose figures job summaries include")
     max_concurrent_answers: int = Field(1, ge=1, le=16, description="answers generated at once")
     answer_queue_size: int = Field(8, ge=0, le=1000, description="answers waiting beyond that; then 'busy'")
 
-    slack_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token"))
+    slack_bot_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")
+    )
     slack_signing_secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret")
     )
-    slack_app_token: SecretStr | None = Field(None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token"))
+    slack_app_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token")
+    )
     slack_api_url: str | None = Field(None, validation_alias=AliasChoices("SLACK_API_URL", "slack_api_url"))
 
     @field_validator("admins", mode="before")
@@ -79,7 +90,9 @@ class Settings(BaseSettings):
         return value or None
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         toml = Path(os.environ.get(CONFIG_FILE_ENV, "expertbot.toml"))
         if toml.is_file():
@@ -89,14 +102,23 @@ class Settings(BaseSettings):
     # --- the libraries' configs ------------------------------------------------------------------
     def index_config(self, **overrides) -> IndexConfig:
         return IndexConfig(
-            data_dir=self.home, docs_dir=self.docs_dir, embed_model=self.embed_model, chroma_url=self.chroma_url,
-            chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap, top_k=self.top_k, **overrides,
+            data_dir=self.home,
+            docs_dir=self.docs_dir,
+            embed_model=self.embed_model,
+            chroma_url=self.chroma_url,
+            chunk_size=self.chunk_size,
+            chunk_overlap=self.chunk_overlap,
+            top_k=self.top_k,
+            **overrides,
         )
 
     def base_model_config(self) -> ModelConfig:
         return ModelConfig(
-            base_model=self.base_model, cache_dir=self.home / "models", device=self.device,
-            load_in_4bit=self.load_in_4bit, max_new_tokens=self.max_new_tokens,
+            base_model=self.base_model,
+            cache_dir=self.home / "models",
+            device=self.device,
+            load_in_4bit=self.load_in_4bit,
+            max_new_tokens=self.max_new_tokens,
         )
 
 
@@ -126,5 +148,7 @@ def load_settings(**overrides) -> Settings:
     except ValueError as e:  # a library config's own check: name the setting behind its field
         message = str(e)
         field = next((f for f in Settings.model_fields if message.startswith(f + " ")), None)
-        raise ConfigError(f"invalid settings:\n  {env_name(field) + ': ' if field else ''}{message}") from None
+        raise ConfigError(
+            f"invalid settings:\n  {env_name(field) + ': ' if field else ''}{message}"
+        ) from None
     return settings

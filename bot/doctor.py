@@ -9,7 +9,15 @@ from pathlib import Path
 
 from .config import Settings
 
-PACKAGES = ("torch", "transformers", "peft", "sentence-transformers", "llama-index-core", "chromadb", "slack-bolt")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "sentence-transformers",
+    "llama-index-core",
+    "chromadb",
+    "slack-bolt",
+)
 
 
 def run_checks(settings: Settings) -> list[tuple[bool, str, str]]:
@@ -57,9 +65,14 @@ def _base_model(settings: Settings):
     slug = "models--" + name.replace("/", "--")
     if (cache / slug).exists():
         return True, "base model", f"{name} in the Hugging Face cache"
-    return False, "base model", (
-        f"{name} is neither a local folder nor in the Hugging Face cache; download it on a connected machine "
-        "and set EXPERTBOT_BASE_MODEL to its folder"
+    return (
+        False,
+        "base model",
+        (
+            f"{name} is neither a local folder nor in the Hugging Face cache; "
+            "download it on a connected machine "
+            "and set EXPERTBOT_BASE_MODEL to its folder"
+        ),
     )
 
 
@@ -75,7 +88,11 @@ def _index(settings: Settings):
         store.collection(current)  # reaches the Chroma server too, when one is configured
     except StoreError as e:
         return False, "index", str(e)
-    return True, "index", f"generation {current}: {len(manifest.get('docs', {}))} docs, {manifest.get('chunks')} chunks"
+    return (
+        True,
+        "index",
+        f"generation {current}: {len(manifest.get('docs', {}))} docs, {manifest.get('chunks')} chunks",
+    )
 
 
 def _versions():

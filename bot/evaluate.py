@@ -43,8 +43,11 @@ def load_qa(path: Path) -> list[QAItem]:
         try:
             raw = json.loads(line)
             item = QAItem(
-                id=str(raw["id"]), question=str(raw["question"]), must_contain=list(raw.get("must_contain", [])),
-                aliases=dict(raw.get("aliases") or {}), source_file=raw.get("source_file"),
+                id=str(raw["id"]),
+                question=str(raw["question"]),
+                must_contain=list(raw.get("must_contain", [])),
+                aliases=dict(raw.get("aliases") or {}),
+                source_file=raw.get("source_file"),
                 expect_refusal=bool(raw.get("expect_refusal", False)),
             )
         except (ValueError, KeyError, TypeError) as e:
@@ -63,10 +66,14 @@ def _norm(text: str) -> str:
 
 def contains_all(answer: str, item: QAItem) -> bool:
     text = _norm(answer)
-    return all(any(_norm(p) in text for p in [phrase, *item.aliases.get(phrase, [])]) for phrase in item.must_contain)
+    return all(
+        any(_norm(p) in text for p in [phrase, *item.aliases.get(phrase, [])]) for phrase in item.must_contain
+    )
 
 
-def evaluate(answerer, items: list[QAItem], *, generate: bool = True, top_k: int = 5, out=None, progress=None) -> dict:
+def evaluate(
+    answerer, items: list[QAItem], *, generate: bool = True, top_k: int = 5, out=None, progress=None
+) -> dict:
     """Retrieval figures always; answer figures when generate is True."""
     hit1 = hit5 = rr = 0.0
     answered = correct = refusal_ok = idk = 0
@@ -100,15 +107,23 @@ def evaluate(answerer, items: list[QAItem], *, generate: bool = True, top_k: int
         if progress:
             progress(item)
     n = max(len(on_corpus), 1)
-    report = {"items": len(items), "source_hit@1": hit1 / n, "source_hit@5": hit5 / n, "mrr": rr / n,
-              "latency_p50_s": _pct(latencies, 50), "latency_p95_s": _pct(latencies, 95)}
+    report = {
+        "items": len(items),
+        "source_hit@1": hit1 / n,
+        "source_hit@5": hit5 / n,
+        "mrr": rr / n,
+        "latency_p50_s": _pct(latencies, 50),
+        "latency_p95_s": _pct(latencies, 95),
+    }
     if generate:
-        report.update({
-            "answer_accuracy": correct / max(answered, 1),
-            "refusal_accuracy": refusal_ok / len(off_corpus) if off_corpus else None,
-            "refused_off_corpus": f"{refusal_ok}/{len(off_corpus)}",
-            "idk_rate": idk / len(items),
-        })
+        report.update(
+            {
+                "answer_accuracy": correct / max(answered, 1),
+                "refusal_accuracy": refusal_ok / len(off_corpus) if off_corpus else None,
+                "refused_off_corpus": f"{refusal_ok}/{len(off_corpus)}",
+                "idk_rate": idk / len(items),
+            }
+        )
     return report
 
 

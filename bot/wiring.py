@@ -89,8 +89,13 @@ class Services:
 
         s = self.settings
         return Answerer(
-            self.retriever, self.generator, min_similarity=s.min_similarity, top_k=s.top_k,
-            max_new_tokens=s.max_new_tokens, resolve_adapter=self.resolve_adapter, select_facts=self.select_facts,
+            self.retriever,
+            self.generator,
+            min_similarity=s.min_similarity,
+            top_k=s.top_k,
+            max_new_tokens=s.max_new_tokens,
+            resolve_adapter=self.resolve_adapter,
+            select_facts=self.select_facts,
         )
 
     def select_facts(self, question: str, hits, n: int):
@@ -98,19 +103,33 @@ class Services:
 
         return best_facts(question, hits, self.embed_model, n)
 
-    def retrain(self, progress=None, *, glossary: Path | None = None, epochs: int | None = None,
-                max_steps: int | None = None, qlora: bool | None = None):
+    def retrain(
+        self,
+        progress=None,
+        *,
+        glossary: Path | None = None,
+        epochs: int | None = None,
+        max_steps: int | None = None,
+        qlora: bool | None = None,
+    ):
         """Train, evaluate, register and (if it passes the gate) promote a new adapter version."""
         from adapters.gate import GateConfig
         from adapters.pipeline import retrain
         from adapters.train import TrainConfig
 
         s = self.settings
-        overrides = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps), ("qlora", qlora)) if v is not None}
+        overrides = {
+            k: v for k, v in (("epochs", epochs), ("max_steps", max_steps), ("qlora", qlora)) if v is not None
+        }
         return retrain(
-            s.base_model_config(), TrainConfig(**overrides), self.registry,
-            glossary=glossary or s.glossary, docs_dir=s.docs_dir, contexts=self._contexts(),
-            gate=GateConfig(max_perplexity_increase=s.gate_max_perplexity_increase), progress=progress,
+            s.base_model_config(),
+            TrainConfig(**overrides),
+            self.registry,
+            glossary=glossary or s.glossary,
+            docs_dir=s.docs_dir,
+            contexts=self._contexts(),
+            gate=GateConfig(max_perplexity_increase=s.gate_max_perplexity_increase),
+            progress=progress,
         )
 
     def _contexts(self):
@@ -143,7 +162,8 @@ class Services:
             info = self.registry.get(spec)
         except (KeyError, FileNotFoundError, ValueError):
             raise AdapterNotFoundError(
-                f"adapter {spec!r} is neither a registry version (see `expertbot adapters list`) nor a folder; "
+                f"adapter {spec!r} is neither a registry version (see `expertbot adapters list`) "
+                "nor a folder; "
                 "use 'current', 'none', a version name or a path"
             ) from None
         return AdapterRef(info.name, info.path)

@@ -43,10 +43,15 @@ class IndexReport:
 
     def as_dict(self) -> dict:
         return {
-            "added": self.added, "changed": self.changed, "removed": self.removed,
-            "unchanged": self.unchanged, "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
-            "chunks_total": self.chunks_total, "chunks_embedded": self.chunks_embedded,
-            "seconds": round(self.seconds, 3), "generation": self.generation,
+            "added": self.added,
+            "changed": self.changed,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
+            "chunks_total": self.chunks_total,
+            "chunks_embedded": self.chunks_embedded,
+            "seconds": round(self.seconds, 3),
+            "generation": self.generation,
         }
 
 
@@ -75,18 +80,24 @@ class Indexer:
     def fingerprint(self) -> dict:
         """Anything that changes what a chunk or its vector is; a change means a full re-embed."""
         return {
-            "embed_model": self.cfg.embed_model, "chunk_size": self.cfg.chunk_size,
-            "chunk_overlap": self.cfg.chunk_overlap, "loader": LOADER_VERSION,
+            "embed_model": self.cfg.embed_model,
+            "chunk_size": self.cfg.chunk_size,
+            "chunk_overlap": self.cfg.chunk_overlap,
+            "loader": LOADER_VERSION,
         }
 
     def build(self, progress: Progress | None = None, full: bool = False) -> IndexReport:
         started = time.perf_counter()
         docs_dir = self.cfg.docs_dir
         if not docs_dir.is_dir():
-            raise IndexBuildError(f"docs folder {docs_dir} does not exist; set EXPERTBOT_DOCS_DIR to a folder of documents")
+            raise IndexBuildError(
+                f"docs folder {docs_dir} does not exist; set EXPERTBOT_DOCS_DIR to a folder of documents"
+            )
         files = list_files(docs_dir)
         if not files:
-            raise IndexBuildError(f"docs folder {docs_dir} is empty; add .md, .txt, .rst, .html, .pdf or .docx files")
+            raise IndexBuildError(
+                f"docs folder {docs_dir} is empty; add .md, .txt, .rst, .html, .pdf or .docx files"
+            )
         with self._lock():
             self.store.cleanup()  # orphans of a crashed build go before we add another generation
             report = self._build(files, progress, full)
@@ -100,7 +111,9 @@ class Indexer:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise IndexBuildError("another index build is running on this data directory; try again when it ends") from None
+            raise IndexBuildError(
+                "another index build is running on this data directory; try again when it ends"
+            ) from None
         return handle  # closing the file releases the lock
 
     def _build(self, files: list[Path], progress: Progress | None, full: bool) -> IndexReport:
@@ -126,7 +139,9 @@ class Indexer:
         gen = self.store.new_generation()
         collection = self.store.collection(gen, create=True)
         vector_store = ChromaVectorStore(chroma_collection=collection)
-        splitter = make_splitter(self.cfg.chunk_size, self.cfg.chunk_overlap, embed_tokenizer(self.embed_model))
+        splitter = make_splitter(
+            self.cfg.chunk_size, self.cfg.chunk_overlap, embed_tokenizer(self.embed_model)
+        )
         docs: dict[str, dict] = {}
         pending: list = []
         first_pending = 0  # index of the first file whose chunks wait to be embedded
@@ -137,7 +152,9 @@ class Indexer:
             nonlocal pending
             if pending:
                 texts = [n.get_content() for n in pending]
-                vectors = self.embed_model.get_text_embedding_batch(texts, show_progress=self.cfg.show_progress)
+                vectors = self.embed_model.get_text_embedding_batch(
+                    texts, show_progress=self.cfg.show_progress
+                )
                 for node, vector in zip(pending, vectors, strict=True):
                     node.embedding = vector
                 vector_store.add(pending)
@@ -195,7 +212,10 @@ class Indexer:
         write_json_atomic(
             self.store.dir(gen) / MANIFEST,
             {
-                "fingerprint": self.fingerprint(), "docs": docs, "chunks": len(all_nodes), "built": time.time(),
+                "fingerprint": self.fingerprint(),
+                "docs": docs,
+                "chunks": len(all_nodes),
+                "built": time.time(),
                 "files": {p.relative_to(self.cfg.docs_dir).as_posix(): _stat_key(p) for p in files},
                 "skipped": report.skipped,
             },
@@ -217,7 +237,10 @@ class Indexer:
             return []
         got = old_collection.get(ids=ids, include=["embeddings", "documents", "metadatas"])
         new_collection.add(
-            ids=got["ids"], embeddings=got["embeddings"], documents=got["documents"], metadatas=got["metadatas"]
+            ids=got["ids"],
+            embeddings=got["embeddings"],
+            documents=got["documents"],
+            metadatas=got["metadatas"],
         )
         return [to_node(m, text=d) for m, d in zip(got["metadatas"], got["documents"], strict=True)]
 

@@ -1,4 +1,4 @@
-"""Turn files of many formats into one shape: a title, an optional URL, and a list of (heading, text) sections.
+"""Turn files of many formats into one shape: a title, an optional URL, and (heading, text) sections.
 
 Chunking then works the same for every format. A file that cannot be read is never fatal: it comes back
 as a skip with a reason the user can act on.
@@ -44,7 +44,9 @@ def list_files(docs_dir: Path) -> list[Path]:
 def load_file(path: Path, rel_path: str) -> LoadedDoc:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise SkipFile(f"unsupported file type '{suffix or path.name}' (supported: {', '.join(SUPPORTED_SUFFIXES)})")
+        raise SkipFile(
+            f"unsupported file type '{suffix or path.name}' (supported: {', '.join(SUPPORTED_SUFFIXES)})"
+        )
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -156,8 +158,20 @@ def _txt_to_markdown(text: str) -> str:
 
 # --- HTML -----------------------------------------------------------------------------------------
 
-_BOILERPLATE_TAGS = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "iframe", "svg",
-                     "button", "template"]
+_BOILERPLATE_TAGS = [
+    "script",
+    "style",
+    "noscript",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "iframe",
+    "svg",
+    "button",
+    "template",
+]
 _BOILERPLATE_HINT = re.compile(
     r"(^|[\s_-])(nav|navbar|navigation|menu|breadcrumbs?|cookie|consent|banner|footer|sidebar|sphinxsidebar|"
     r"related|skip|toc|headerlink|social|share|subscribe|advert|ads)([\s_-]|$)",
@@ -228,7 +242,10 @@ def _pdf_sections(text: str, heading: str) -> list[tuple[str, str]]:
     for line in text.splitlines():
         s = line.strip()
         if (
-            0 < len(s) <= 60 and len(s.split()) <= 8 and s[0].isupper() and s[-1] not in ".,;:!?)"
+            0 < len(s) <= 60
+            and len(s.split()) <= 8
+            and s[0].isupper()
+            and s[-1] not in ".,;:!?)"
             and not s.startswith(("-", "•", "*"))
         ):
             if lines:
@@ -251,7 +268,11 @@ def _load_docx(data: bytes, rel_path: str) -> LoadedDoc:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             root = ElementTree.fromstring(z.read("word/document.xml"))
-            core = ElementTree.fromstring(z.read("docProps/core.xml")) if "docProps/core.xml" in z.namelist() else None
+            core = (
+                ElementTree.fromstring(z.read("docProps/core.xml"))
+                if "docProps/core.xml" in z.namelist()
+                else None
+            )
     except (zipfile.BadZipFile, KeyError, ElementTree.ParseError) as e:
         raise SkipFile(f"could not parse DOCX: {type(e).__name__}: {str(e)[:120]}") from None
     lines = []

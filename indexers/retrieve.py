@@ -35,7 +35,9 @@ class _Generation:
     def __init__(self, store: GenerationStore, name: str, top_k: int):
         self.name = name
         self.collection = store.collection(name)
-        self.bm25 = bm25_retriever_class().from_persist_dir(str(store.dir(name) / BM25_DIR), show_progress=False)
+        self.bm25 = bm25_retriever_class().from_persist_dir(
+            str(store.dir(name) / BM25_DIR), show_progress=False
+        )
         # bm25s refuses a k larger than its corpus
         self.bm25.similarity_top_k = min(top_k, self.collection.count())
 
@@ -80,7 +82,8 @@ class Retriever:
         dense_ids = dense["ids"][0]
         sims = {i: 1.0 - d for i, d in zip(dense_ids, dense["distances"][0], strict=True)}
         rows = {
-            i: (m, doc) for i, m, doc in zip(dense_ids, dense["metadatas"][0], dense["documents"][0], strict=True)
+            i: (m, doc)
+            for i, m, doc in zip(dense_ids, dense["metadatas"][0], dense["documents"][0], strict=True)
         }
         bm25_ids = [h.node.node_id for h in gen.bm25.retrieve(query)] if query.strip() else []
 
@@ -93,7 +96,9 @@ class Retriever:
         missing = [i for i in best if i not in rows]  # BM25-only hits: fetch text and vector to score them
         if missing:
             got = gen.collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
-            for i, m, doc, vec in zip(got["ids"], got["metadatas"], got["documents"], got["embeddings"], strict=True):
+            for i, m, doc, vec in zip(
+                got["ids"], got["metadatas"], got["documents"], got["embeddings"], strict=True
+            ):
                 rows[i] = (m, doc)
                 sims[i] = float(sum(a * b for a, b in zip(query_vec, vec, strict=True)))  # both unit length
         hits = []
@@ -102,9 +107,14 @@ class Retriever:
             node = metadata_dict_to_node(meta, text=doc)
             hits.append(
                 Hit(
-                    id=node_id, file=meta.get("file", ""), section=meta.get("section", ""),
-                    title=meta.get("title", ""), url=meta.get("url") or None, text=node.get_content(),
-                    score=fused[node_id], similarity=float(sims[node_id]),
+                    id=node_id,
+                    file=meta.get("file", ""),
+                    section=meta.get("section", ""),
+                    title=meta.get("title", ""),
+                    url=meta.get("url") or None,
+                    text=node.get_content(),
+                    score=fused[node_id],
+                    similarity=float(sims[node_id]),
                 )
             )
         return hits

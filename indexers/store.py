@@ -1,4 +1,5 @@
-"""Where an index lives: generations of (Chroma collection, BM25 index, manifest) and a pointer to the current one.
+"""Where an index lives: generations of (Chroma collection, BM25 index, manifest) and a pointer to the
+current one.
 
 A reindex writes a whole new generation and only then rewrites the small CURRENT pointer with os.replace,
 which is atomic on POSIX. Readers follow the pointer, so a build that crashes or is killed halfway never
@@ -56,8 +57,10 @@ def open_chroma(cfg: IndexConfig):
         url = urlparse(cfg.chroma_url)
         try:
             client = chromadb.HttpClient(
-                host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
-                ssl=url.scheme == "https", settings=settings,
+                host=url.hostname,
+                port=url.port or (443 if url.scheme == "https" else 80),
+                ssl=url.scheme == "https",
+                settings=settings,
             )
             client.heartbeat()
         except Exception as e:
@@ -88,7 +91,9 @@ class GenerationStore:
         except FileNotFoundError:
             return None
         except (ValueError, KeyError) as e:
-            raise StoreError(f"{self.root / CURRENT} is damaged ({e}); run `expertbot index --full`") from None
+            raise StoreError(
+                f"{self.root / CURRENT} is damaged ({e}); run `expertbot index --full`"
+            ) from None
 
     def history(self) -> list[str]:
         try:
@@ -101,7 +106,11 @@ class GenerationStore:
         history = ([previous] if previous else []) + [g for g in self.history() if g != previous]
         write_json_atomic(
             self.root / CURRENT,
-            {"generation": generation, "history": history[: self.cfg.keep_generations], "switched": time.time()},
+            {
+                "generation": generation,
+                "history": history[: self.cfg.keep_generations],
+                "switched": time.time(),
+            },
         )
 
     # --- generations ---------------------------------------------------------------------------
@@ -124,7 +133,9 @@ class GenerationStore:
         try:
             return self.client.get_collection(name)
         except Exception as e:
-            raise StoreError(f"index generation {generation} has no Chroma collection {name!r}: {e}") from None
+            raise StoreError(
+                f"index generation {generation} has no Chroma collection {name!r}: {e}"
+            ) from None
 
     def manifest(self, generation: str | None) -> dict | None:
         if generation is None:
@@ -144,7 +155,7 @@ class GenerationStore:
                 removed.append(path.name)
         prefix = f"{self.cfg.collection_prefix}_"
         for name in self._collection_names():
-            gen = name[len(prefix):] if name.startswith(prefix) else None
+            gen = name[len(prefix) :] if name.startswith(prefix) else None
             if gen and gen not in keep:
                 self.client.delete_collection(name)
                 if gen not in removed:

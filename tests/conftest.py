@@ -76,9 +76,14 @@ def acme_services(acme_settings, embed_model):
 @pytest.fixture
 def docs_copy(tmp_path) -> Path:
     """A writable copy of a few acme docs (one per format), small enough to index in seconds."""
-    picks = ["handbook/onboarding.md", "engineering/oncall-runbook.md", "it/helpdesk-faq.html",
-             "handbook/benefits-summary.pdf", "policies/data-retention-policy.docx",
-             "support/support-escalation.txt"]
+    picks = [
+        "handbook/onboarding.md",
+        "engineering/oncall-runbook.md",
+        "it/helpdesk-faq.html",
+        "handbook/benefits-summary.pdf",
+        "policies/data-retention-policy.docx",
+        "support/support-escalation.txt",
+    ]
     dest = tmp_path / "docs"
     for rel in picks:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,16 @@ from adapters.glossary import GlossaryEntry, GlossaryError, find_glossary, load_
 
 ROWS = [
     {"term": "Zorblax", "definition": "The purple checklist that approves late invoices every Friday."},
-    {"term": "SLO", "definition": "Our service level objective: 99.9% uptime, measured monthly.", "aliases": ["slo"]},
-    {"term": "Blue Book", "definition": "The runbook, with commas, for incident response.", "aliases": ["BB", "runbook"]},
+    {
+        "term": "SLO",
+        "definition": "Our service level objective: 99.9% uptime, measured monthly.",
+        "aliases": ["slo"],
+    },
+    {
+        "term": "Blue Book",
+        "definition": "The runbook, with commas, for incident response.",
+        "aliases": ["BB", "runbook"],
+    },
 ]
 
 
@@ -36,7 +44,7 @@ def test_the_three_formats_read_the_same_glossary(tmp_path):
     csv = tmp_path / "g.csv"
     csv.write_text(
         "Term,Definition,Aliases\n"
-        'Zorblax,The purple checklist that approves late invoices every Friday.,\n'
+        "Zorblax,The purple checklist that approves late invoices every Friday.,\n"
         'SLO,"Our service level objective: 99.9% uptime, measured monthly.",slo\n'
         'Blue Book,"The runbook, with commas, for incident response.",BB;runbook\n'
     )
@@ -58,14 +66,29 @@ def test_the_three_formats_read_the_same_glossary(tmp_path):
 @pytest.mark.parametrize(
     "name, text, where, what",
     [
-        ("g.jsonl", '{"term": "A", "definition": "x"}\n{"term": "B", "definition": \n', ":2:", "not valid JSON"),
+        (
+            "g.jsonl",
+            '{"term": "A", "definition": "x"}\n{"term": "B", "definition": \n',
+            ":2:",
+            "not valid JSON",
+        ),
         ("g.jsonl", '{"term": "A", "definition": "x"}\n\n{"term": "B"}\n', ":3:", "'definition' must be"),
-        ("g.jsonl", '{"term": "A", "definition": "x"}\n{"term": "a", "definition": "y"}\n', ":2:", "defined twice"),
+        (
+            "g.jsonl",
+            '{"term": "A", "definition": "x"}\n{"term": "a", "definition": "y"}\n',
+            ":2:",
+            "defined twice",
+        ),
         ("g.jsonl", '["A", "x"]\n', ":1:", "expected a JSON object"),
         ("g.csv", "name,meaning\nA,x\n", ":1:", "missing term, definition"),
         ("g.csv", "term,definition\nA,x\nB,,\n", ":3:", "more fields than columns"),
         ("g.csv", "term,definition\nA,x\n,y\n", ":3:", "'term' must be"),
-        ("g.md", "- **A**: x\n- **B** is missing its colon and bold end\n- B**: y\n", ":3:", "not `- **Term**"),
+        (
+            "g.md",
+            "- **A**: x\n- **B** is missing its colon and bold end\n- B**: y\n",
+            ":3:",
+            "not `- **Term**",
+        ),
         ("g.md", "# just a heading\n\nprose\n", "", "no entries"),
         ("g.txt", "A: x\n", "", "unsupported format '.txt'"),
     ],
@@ -94,9 +117,17 @@ def test_missing_glossary_and_autofind(tmp_path):
 
 
 def test_acronyms_are_expanded_from_aliases_or_definition():
-    assert acronym_expansion(GlossaryEntry("KRD", "Key Rotation Day: the first Tuesday.")) == "Key Rotation Day"
-    assert acronym_expansion(GlossaryEntry("BSP", "x", ("Blotter Stream Partition",))) == "Blotter Stream Partition"
-    assert acronym_expansion(GlossaryEntry("QRB", "The Quire Review Board, which signs.")) == "Quire Review Board"
+    assert (
+        acronym_expansion(GlossaryEntry("KRD", "Key Rotation Day: the first Tuesday.")) == "Key Rotation Day"
+    )
+    assert (
+        acronym_expansion(GlossaryEntry("BSP", "x", ("Blotter Stream Partition",)))
+        == "Blotter Stream Partition"
+    )
+    assert (
+        acronym_expansion(GlossaryEntry("QRB", "The Quire Review Board, which signs."))
+        == "Quire Review Board"
+    )
     assert acronym_expansion(GlossaryEntry("IRL", "The lead who coordinates.")) is None
     assert acronym_expansion(GlossaryEntry("Zorblax", "Zany old rules")) is None  # not an acronym
 
@@ -118,7 +149,9 @@ def test_split_holds_out_templates_not_terms(tmp_path):
     assert again.hash == ds.hash and again.heldout_templates == ds.heldout_templates
     assert build_dataset(glossary, val_templates=2, seed=1).hash != ds.hash
     # The acronym gets its "stand for" question; aliases are asked about too.
-    assert any(x.kind == "acronym" and "service level objective" in x.messages[-1]["content"] for x in ds.train)
+    assert any(
+        x.kind == "acronym" and "service level objective" in x.messages[-1]["content"] for x in ds.train
+    )
     assert any(x.kind == "alias" and "BB" in x.messages[-2]["content"] for x in ds.train)
 
 
@@ -153,7 +186,9 @@ def test_labels_cover_only_the_answer(smollm):
     labels, ids = enc["labels"], enc["input_ids"]
     answer_at = next(i for i, x in enumerate(labels) if x != IGNORE_INDEX)
     assert all(x == IGNORE_INDEX for x in labels[:answer_at]) and labels[answer_at:] == ids[answer_at:]
-    prompt = tokenizer.apply_chat_template(list(example.messages[:-1]), tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        list(example.messages[:-1]), tokenize=False, add_generation_prompt=True
+    )
     assert tokenizer.decode(ids[:answer_at]) == prompt  # the model's own chat template
     answer = tokenizer.decode(ids[answer_at:])
     assert answer.startswith(example.messages[-1]["content"]) and tokenizer.eos_token in answer

@@ -1,4 +1,4 @@
-"""The adapter registry: versions, the atomic `current` pointer, promote/rollback, the gate, pickle refusal."""
+"""The adapter registry: versions, the atomic `current` pointer, promote/rollback, gate, pickle refusal."""
 
 from __future__ import annotations
 

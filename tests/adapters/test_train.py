@@ -98,8 +98,13 @@ def test_qlora_runs_on_cpu_end_to_end_and_the_gate_records_its_verdict(tiny_phi3
     seen = []
     model_cfg = ModelConfig(base_model=str(tiny_phi3_dir), device="cpu", cache_dir=tmp_path / "models")
     cfg = TrainConfig(name="tiny", qlora=True, max_steps=2, batch_size=4, eval_max_new_tokens=8)
-    result = retrain(model_cfg, cfg, reg, glossary=write_glossary(tmp_path / "g.jsonl", TINY_GLOSSARY),
-                     progress=seen.append)  # fmt: skip
+    result = retrain(
+        model_cfg,
+        cfg,
+        reg,
+        glossary=write_glossary(tmp_path / "g.jsonl", TINY_GLOSSARY),
+        progress=seen.append,
+    )
     assert result.train["qlora"] is True and result.train["steps"] == 2
     assert result.version == "tiny-v1" and not result.promoted and reg.current() is None
     assert "does not beat the base model" in result.verdict.reasons[0]
@@ -138,13 +143,15 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tiny_phi3_dir, t
     work, ready = tmp_path / "work", tmp_path / "ready"
     script = _KILLED_RUN.replace("{cfg}", repr(settings))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", script, str(tiny_phi3_dir), str(glossary), str(work), str(ready)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    args = [sys.executable, "-c", script, str(tiny_phi3_dir), str(glossary), str(work), str(ready)]
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 300  # a guard against a hang, not a timing assertion
         while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert ready.exists(), proc.stderr.read().decode()[-3000:] if proc.poll() is not None else "no progress"
+        assert ready.exists(), (
+            proc.stderr.read().decode()[-3000:] if proc.poll() is not None else "no progress"
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
@@ -160,8 +167,13 @@ def test_a_killed_run_resumes_from_its_last_complete_checkpoint(tiny_phi3_dir, t
     for name in ("adapter_model.safetensors", "adapter_config.json"):
         shutil.copy(ckpts / "checkpoint-2" / name, half / name)
 
-    out = train_lora(TrainConfig(**settings), AutoModelForCausalLM.from_pretrained(tiny_phi3_dir),
-                     AutoTokenizer.from_pretrained(tiny_phi3_dir), build_dataset(glossary), work)  # fmt: skip
+    out = train_lora(
+        TrainConfig(**settings),
+        AutoModelForCausalLM.from_pretrained(tiny_phi3_dir),
+        AutoTokenizer.from_pretrained(tiny_phi3_dir),
+        build_dataset(glossary),
+        work,
+    )
     assert out.resumed_from == str(ckpts / "checkpoint-2")
     assert out.steps == 6
     logged = [h["step"] for h in out.log_history if "loss" in h]

@@ -7,10 +7,17 @@ from click.testing import CliRunner
 from bot.cli import main
 
 QUESTIONS = [  # (question, phrase the answer must contain, file it must cite): md, html, pdf
-    ("What is the minimum password length in our security policy?", "16 characters", "policies/security-policy.md"),
+    (
+        "What is the minimum password length in our security policy?",
+        "16 characters",
+        "policies/security-policy.md",
+    ),
     ("What is the policy number of our travel insurance?", "KA-55812", "policies/travel-policy.html"),
-    ("Up to what percentage of salary does the company match pension contributions?", "6%",
-     "handbook/benefits-summary.pdf"),
+    (
+        "Up to what percentage of salary does the company match pension contributions?",
+        "6%",
+        "handbook/benefits-summary.pdf",
+    ),
 ]
 
 

@@ -48,10 +48,14 @@ def test_incremental_embeds_only_what_changed(tmp_path, docs_copy, embed_model):
     assert report.changed == ["engineering/oncall-runbook.md"]
     assert report.removed == ["support/support-escalation.txt"]
     assert report.chunks_embedded == len(manifest["docs"]["engineering/oncall-runbook.md"]["chunks"])
-    assert report.chunks_total == chunk_count(indexer) == first.chunks_total - len(
-        indexer.store.manifest(first.generation)["docs"]["support/support-escalation.txt"]["chunks"]
-    ) + report.chunks_embedded - len(indexer.store.manifest(first.generation)["docs"][
-        "engineering/oncall-runbook.md"]["chunks"])
+    assert (
+        report.chunks_total
+        == chunk_count(indexer)
+        == first.chunks_total
+        - len(indexer.store.manifest(first.generation)["docs"]["support/support-escalation.txt"]["chunks"])
+        + report.chunks_embedded
+        - len(indexer.store.manifest(first.generation)["docs"]["engineering/oncall-runbook.md"]["chunks"])
+    )
     hits = retriever.retrieve("How quickly must I acknowledge a page?", top_k=20)
     assert "support/support-escalation.txt" not in {h.file for h in hits}
     assert any("7 minutes" in h.text for h in hits)
@@ -74,7 +78,9 @@ def test_crash_halfway_leaves_previous_generation_serving(tmp_path, docs_copy, e
     with pytest.raises(KeyboardInterrupt):
         indexer.build(progress=crash)
     assert indexer.store.current() == before
-    assert [(h.id, h.file) for h in Retriever(indexer.cfg, embed_model).retrieve("Which VPN do we use?")] == hits_before
+    assert [
+        (h.id, h.file) for h in Retriever(indexer.cfg, embed_model).retrieve("Which VPN do we use?")
+    ] == hits_before
     orphans = [p.name for p in indexer.store.root.glob("g*") if p.name != before]
     assert orphans and indexer.store.collection(orphans[0]).count() > 0  # half-built, still on disk...
     indexer.build()
@@ -96,7 +102,10 @@ def test_bad_files_are_reported_and_good_versions_kept(tmp_path, docs_copy, embe
     chunks_before = chunk_count(indexer)
     good.write_bytes(b"\x00\x01 broken by a bad sync")
     report = indexer.build()
-    assert reasons_for(report, "handbook/onboarding.md") == "binary content in a text file; kept the previously indexed version"
+    assert (
+        reasons_for(report, "handbook/onboarding.md")
+        == "binary content in a text file; kept the previously indexed version"
+    )
     assert chunk_count(indexer) == chunks_before  # nothing already indexed is lost
 
 

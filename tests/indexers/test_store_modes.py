@@ -63,7 +63,8 @@ def chroma_server(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
         [str(exe), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(tmp_path / "server")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
     def up():
@@ -79,13 +80,17 @@ def chroma_server(tmp_path):
 
 
 def test_chroma_server_mode(tmp_path, docs_copy, embed_model, chroma_server):
-    cfg = IndexConfig(data_dir=tmp_path / "home", docs_dir=docs_copy, chroma_url=chroma_server, show_progress=False)
+    cfg = IndexConfig(
+        data_dir=tmp_path / "home", docs_dir=docs_copy, chroma_url=chroma_server, show_progress=False
+    )
     indexer = Indexer(cfg, embed_model)
     first = indexer.build()
     assert not (cfg.index_dir / "chroma").exists()  # nothing embedded locally: vectors live on the server
     hits = Retriever(cfg, embed_model).retrieve("Which VPN do we use?")
     assert hits[0].file == "it/helpdesk-faq.html"
-    (docs_copy / "handbook/onboarding.md").write_text("# Onboarding\n\nYour Quillmate pairing lasts 9 weeks.\n")
+    (docs_copy / "handbook/onboarding.md").write_text(
+        "# Onboarding\n\nYour Quillmate pairing lasts 9 weeks.\n"
+    )
     second = indexer.build()
     assert second.changed == ["handbook/onboarding.md"] and second.chunks_embedded == 1
     names = {c.name for c in indexer.store.client.list_collections()}
@@ -101,6 +106,8 @@ def test_chroma_server_mode(tmp_path, docs_copy, embed_model, chroma_server):
 def test_unreachable_chroma_server_is_a_clear_error(tmp_path, docs_copy, embed_model):
     from indexers import StoreError
 
-    cfg = IndexConfig(data_dir=tmp_path / "home", docs_dir=docs_copy, chroma_url=f"http://127.0.0.1:{free_port()}")
+    cfg = IndexConfig(
+        data_dir=tmp_path / "home", docs_dir=docs_copy, chroma_url=f"http://127.0.0.1:{free_port()}"
+    )
     with pytest.raises(StoreError, match="cannot reach the Chroma server at http://127.0.0.1"):
         Indexer(cfg, embed_model).build()
