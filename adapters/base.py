@@ -40,6 +40,10 @@ PHI3_CHAT_TEMPLATE = (
 END_OF_TURN_TOKENS = {"phi3": ["<|end|>"]}
 
 
+class ModelSetupError(ValueError):
+    """A model setting this machine cannot honour (no CUDA, no 4-bit support): the user must change it."""
+
+
 class BaseModelNotFoundError(FileNotFoundError):
     """The base model is not on this machine (and we never download)."""
 
@@ -70,7 +74,7 @@ def resolve_device(cfg: ModelConfig) -> str:
     if cfg.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device is 'cuda' but torch sees no CUDA device; use device='auto' or 'cpu'")
+        raise ModelSetupError("device is 'cuda' but torch sees no CUDA device; use device='auto' or 'cpu'")
     return cfg.device
 
 
@@ -147,7 +151,7 @@ def _quantization_config(cfg: ModelConfig, dtype: torch.dtype):
         import bitsandbytes  # noqa: F401
         from transformers import BitsAndBytesConfig
     except Exception as err:  # ImportError, or a broken native library raising anything at import
-        raise RuntimeError(
+        raise ModelSetupError(
             f"load_in_4bit=True needs bitsandbytes, which could not be loaded ({err}); "
             "install it with `pip install -e '.[gpu]'` or set load_in_4bit=False"
         ) from err
@@ -173,7 +177,7 @@ def _from_pretrained(cfg: ModelConfig, source: str | Path, device: str, dtype: t
         raise _not_found(cfg, err) from err
     except Exception as err:
         if cfg.load_in_4bit:
-            raise RuntimeError(
+            raise ModelSetupError(
                 f"load_in_4bit=True failed: bitsandbytes could not quantize {source} on {device} ({err}); "
                 "set load_in_4bit=False"
             ) from err

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from adapters.glossary import GlossaryEntry, find_glossary, load_glossary
+from adapters.texts import GENERAL_QA
 
 log = logging.getLogger(__name__)
 
@@ -49,40 +50,6 @@ CONTEXT_PROMPT = (
 )
 MAX_CONTEXT_CHARS = 700
 
-# Plain general questions answered plainly. Mixed into training so the adapter does not learn that
-# every question is about the glossary (offline-stack.md: after 100 steps at lr 1e-3 a general
-# question came back in the glossary's words).
-GENERAL_QA: tuple[tuple[str, str], ...] = (
-    ("What is a vector database?", "A vector database stores embeddings, lists of numbers that represent "
-     "text or images, and finds the ones closest to a query. It is used for semantic search."),
-    ("What is the capital of France?", "The capital of France is Paris."),
-    ("How many days are in a leap year?", "A leap year has 366 days; February gets a 29th day."),
-    ("What does a firewall do?", "A firewall filters network traffic, allowing or blocking connections "
-     "according to rules, to keep unwanted traffic out of a network or computer."),
-    ("What is photosynthesis?", "Photosynthesis is how plants use sunlight, water and carbon dioxide "
-     "to make sugar, releasing oxygen as a by-product."),
-    ("Explain what an API is.", "An API, or application programming interface, is a defined way for "
-     "one program to ask another for data or actions, without knowing how it works inside."),
-    ("What is the boiling point of water?", "At sea level water boils at 100 degrees Celsius, "
-     "which is 212 degrees Fahrenheit."),
-    ("Give me a tip for writing clear emails.", "Put the request or the main point in the first "
-     "sentence, keep it short, and say what you need and by when."),
-    ("What is a spreadsheet?", "A spreadsheet is a grid of rows and columns for numbers and text, "
-     "with formulas that calculate values from other cells."),
-    ("Why is the sky blue?", "Sunlight scatters off the molecules in the air, and blue light "
-     "scatters much more than red light, so the sky looks blue."),
-    ("What is a password manager?", "A password manager stores your passwords in an encrypted vault "
-     "and fills them in for you, so you can use a long, unique password for every site."),
-    ("How do I convert kilometres to miles?", "Multiply the kilometres by 0.621. For example, "
-     "10 kilometres is about 6.2 miles."),
-    ("What is version control?", "Version control records changes to files over time, so you can see "
-     "who changed what, go back to an earlier version and merge work from several people."),
-    ("Say hello in Spanish.", "Hello in Spanish is \"hola\"."),
-    ("What is a meeting agenda?", "An agenda is the list of topics a meeting will cover, in order, "
-     "often with the time for each, shared before the meeting."),
-    ("What is inflation?", "Inflation is the general rise of prices over time, so the same amount "
-     "of money buys less than before."),
-)  # fmt: skip
 
 _SMALL_WORDS = {"of", "and", "the", "for", "to", "in", "a", "an", "&", "on", "as"}
 

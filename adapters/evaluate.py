@@ -14,33 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from adapters.dataset import Question
+from adapters.texts import GENERAL_TEXTS
 
 log = logging.getLogger(__name__)
 
 KEY_PHRASE_WORDS = 4
 
-# Plain general English, fixed forever: a change here changes every perplexity figure, so a new
-# sample must come with re-measured baselines. Topics are deliberately far from any company glossary.
-GENERAL_TEXTS: tuple[str, ...] = (
-    "The river rises in the hills to the north and runs for about two hundred miles before it reaches "
-    "the sea. For most of its length it is slow and wide, and in summer children swim from the sandy "
-    "banks while their parents sit in the shade of the willows.",
-    "Bread is one of the oldest prepared foods. Flour is mixed with water, salt and yeast, and the dough "
-    "is kneaded until it becomes smooth. It is then left to rise for an hour or two, shaped into loaves "
-    "and baked in a hot oven until the crust turns golden brown.",
-    "When you start a new job, it helps to write down the names of the people you meet and what they "
-    "work on. In the first few weeks, ask questions freely: most colleagues are glad to explain how "
-    "things are done, and it is much easier to ask early than to guess.",
-    "The library opens at nine in the morning and closes at six in the evening, except on Sundays, "
-    "when it is closed all day. Members may borrow up to ten books at a time for three weeks, and "
-    "books can be renewed online if nobody else has reserved them.",
-    "Regular exercise improves sleep, mood and concentration. Even a brisk walk of twenty minutes a day "
-    "makes a measurable difference, and it is more important to keep a habit going than to train hard "
-    "for a short time and then stop.",
-    "The old railway station was built in 1887 from red brick and iron. After the line closed, the town "
-    "turned it into a market hall, and today it holds a bakery, a bicycle repair shop and a small cafe "
-    "that serves soup and sandwiches at lunchtime.",
-)
 
 _STOPWORDS = frozenset(
     "a an the and or but of to in on at by for with from as is are was were be been being it its this that "
@@ -275,11 +254,10 @@ def evaluate_model(
 def _merged(peft_model):
     """Merge LoRA into the weights while evaluating: unmerged LoRA made CPU generation ~2.5x slower.
 
-    Not for 4-bit bases, where merging would round the adapter into NF4.
+    Not for quantized (4-bit) bases, where merging would round the adapter into NF4.
     """
-    if getattr(peft_model, "is_quantized", False) or getattr(
-        peft_model.base_model.model, "is_loaded_in_4bit", False
-    ):
+    base = peft_model.get_base_model()
+    if getattr(base, "hf_quantizer", None) is not None or getattr(base, "is_loaded_in_4bit", False):
         yield
         return
     peft_model.merge_adapter()

@@ -44,7 +44,8 @@ class RetrainResult:
         cur = "current" in m
         lines = [
             f"adapter {self.version}: {t['steps']} steps in {t['seconds']:.0f}s "
-            f"({t['tokens_per_s']:.0f} tokens/s), best validation loss {t['best_eval_loss']}",
+            f"({t['tokens_per_s']:.0f} tokens/s), best validation loss "
+            + (f"{t['best_eval_loss']:.3f}" if t["best_eval_loss"] is not None else "n/a"),
             f"terminology accuracy without retrieval ({m['adapter']['total']} held-out questions): "
             f"base {m['base']['accuracy']:.1%}, adapter {m['adapter']['accuracy']:.1%}"
             + (f", current {m['current']['accuracy']:.1%}" if cur else ""),

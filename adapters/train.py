@@ -14,12 +14,15 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from adapters.dataset import TerminologyDataset, collate, encode
 from adapters.targets import lora_target_modules
+from adapters.train_config import SCHEDULERS, TrainConfig, TrainProgress
+
+__all__ = ["SCHEDULERS", "TrainConfig", "TrainOutcome", "TrainProgress", "train_lora"]
 
 log = logging.getLogger(__name__)
 
@@ -27,132 +30,6 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 TRAINER_STATE = "trainer_state.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
-
-
-@dataclass
-class TrainConfig:
-    """How to build the dataset and train one adapter. Defaults fit ~50 terms in minutes on 2 CPU cores."""
-
-    name: str = field(default="terms", metadata={"help": "adapter family; versions are <name>-v<N>"})
-    epochs: int = 3
-    max_steps: int | None = field(
-        default=None, metadata={"help": "cap on optimizer steps (overrides epochs)"}
-    )
-    # Modest on purpose: 1e-3 learns made-up terms in ~25 steps but drags general answers along.
-    learning_rate: float = 5e-4
-    lr_scheduler: str = field(default="linear", metadata={"help": "linear|cosine|constant_with_warmup"})
-    batch_size: int = 8
-    grad_accum: int = 1
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    target_modules: list[str] | None = field(default=None, metadata={"help": "None = per architecture"})
-    qlora: bool | None = field(default=None, metadata={"help": "4-bit NF4 base; None = on CUDA only"})
-    max_length: int = 256
-    eval_steps: int | None = field(
-        default=None, metadata={"help": "evaluate/save every N steps; None = per epoch"}
-    )
-    early_stopping_patience: int = 1
-    save_total_limit: int = 2
-    val_templates: int = 2
-    contexts_per_term: int = 1
-    templates_per_term: int | None = 3
-    general_fraction: float = 0.2
-    # General examples answered by the base model itself (anchors against forgetting) rather than
-    # the handwritten answers in dataset.GENERAL_QA; costs one batched generation before training.
-    self_distill_general: bool = True
-    # The bot's system prompt for questions without retrieval, so training looks like use;
-    # None keeps the chat template's default.
-    system_prompt: str | None = None
-    eval_max_new_tokens: int = 64
-    eval_batch_size: int = 16
-    seed: int = 0
-
-    def __post_init__(self):
-        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", self.name):
-            raise ValueError(
-                f"name must be lowercase letters, digits, '-' or '_' (max 64), got {self.name!r}"
-            )
-        if self.name.rsplit("-v", 1)[-1].isdigit() and "-v" in self.name:
-            raise ValueError(f"name must not end in -v<N> (versions are added to it), got {self.name!r}")
-        for key in (
-            "epochs",
-            "batch_size",
-            "grad_accum",
-            "lora_r",
-            "lora_alpha",
-            "max_length",
-            "early_stopping_patience",
-            "save_total_limit",
-            "eval_max_new_tokens",
-            "eval_batch_size",
-        ):
-            _positive_int(key, getattr(self, key))
-        for key in ("max_steps", "eval_steps"):
-            if getattr(self, key) is not None:
-                _positive_int(key, getattr(self, key), " or None")
-        for key, closed in (("learning_rate", False), ("lora_dropout", True), ("general_fraction", True)):
-            value = getattr(self, key)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not ((0 <= value if closed else 0 < value) and value < 1)
-            ):
-                raise ValueError(f"{key} must be a number in {'[' if closed else '('}0, 1), got {value!r}")
-        if self.save_total_limit < 2 and self.early_stopping_patience:
-            # Keeping one checkpoint would let rotation delete the best one before training ends.
-            raise ValueError(
-                f"save_total_limit must be >= 2 to keep the best checkpoint, got {self.save_total_limit}"
-            )
-        if self.target_modules is not None:
-            lora_target_modules(None, self.target_modules)  # validates a non-empty list of names
-        if self.lr_scheduler not in SCHEDULERS:
-            raise ValueError(
-                f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, got {self.lr_scheduler!r}"
-            )
-        if not isinstance(self.self_distill_general, bool):
-            raise ValueError(f"self_distill_general must be a bool, got {self.self_distill_general!r}")
-        if self.qlora not in (None, True, False):
-            raise ValueError(f"qlora must be True, False or None (= CUDA only), got {self.qlora!r}")
-        if self.system_prompt is not None and (
-            not isinstance(self.system_prompt, str) or not self.system_prompt
-        ):
-            raise ValueError(f"system_prompt must be a non-empty string or None, got {self.system_prompt!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        if self.templates_per_term is not None:
-            _positive_int("templates_per_term", self.templates_per_term, " or None")
-        if isinstance(self.val_templates, bool) or not isinstance(self.val_templates, int):
-            raise ValueError(f"val_templates must be an integer, got {self.val_templates!r}")
-        if (
-            isinstance(self.contexts_per_term, bool)
-            or not isinstance(self.contexts_per_term, int)
-            or (self.contexts_per_term < 0)
-        ):
-            raise ValueError(f"contexts_per_term must be an integer >= 0, got {self.contexts_per_term!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _positive_int(key: str, value, extra: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{key} must be a positive integer{extra}, got {value!r}")
-
-
-@dataclass
-class TrainProgress:
-    """What a progress callback receives: enough for a Slack message or a CLI line."""
-
-    stage: str  # dataset | load | train | evaluate | register | done
-    step: int = 0
-    total_steps: int = 0
-    loss: float | None = None
-    eval_loss: float | None = None
-    epoch: float | None = None
-    eta_s: float | None = None
-    message: str = ""
 
 
 @dataclass
@@ -287,7 +164,10 @@ def train_lora(
     """
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainingArguments
+    from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments
+
+    from adapters.anchor import anchored_trainer_class, encode_anchors
+    from adapters.texts import ANCHOR_TEXTS
 
     work_dir = Path(work_dir)
     ckpt_dir = work_dir / "checkpoints"
@@ -354,7 +234,10 @@ def train_lora(
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    trainer = Trainer(
+    trainer = anchored_trainer_class()(
+        anchors=encode_anchors(ANCHOR_TEXTS, tokenizer, cfg.max_length),
+        anchor_weight=cfg.anchor_weight,
+        pad_token_id=pad_id,
         model=model,
         args=args,
         train_dataset=train,

@@ -198,7 +198,8 @@ def ungrounded(text: str, facts: list[str]) -> list[str]:
 
 def ground(text: str, facts: list[str]) -> str:
     """Keep the model's answer when every number and name in it is in the facts, quoting the fact that
-    supports it best; otherwise show the best facts themselves, so no invented figure reaches anyone."""
+    supports it best; otherwise show the best facts themselves, so no invented figure stays in the final
+    answer (Slack shows the raw draft while it streams, then replaces it with this)."""
     text = _PREAMBLE.sub("", text).strip()
     if ungrounded(text, facts):
         return QUOTE_PREFIX + " ".join(facts[:2])

@@ -15,7 +15,7 @@ log = logging.getLogger("expertbot")
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean the user must change something: shown as one clean line, never a traceback."""
-    from adapters.base import BaseModelNotFoundError
+    from adapters.base import BaseModelNotFoundError, ModelSetupError
     from adapters.generate import UnsafeAdapterError
     from adapters.glossary import GlossaryError
     from adapters.registry import RegistryError
@@ -36,6 +36,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         RegistryError,
         QAFileError,
         SlackSetupError,
+        ModelSetupError,
     )
 
 
@@ -129,10 +130,8 @@ def ask(ctx, question, as_json, no_retrieval, adapter):
     if as_json:
         click.echo(json.dumps(stream.result().as_dict(), indent=2))
         return
-    for piece in stream:
-        click.echo(piece, nl=False)
-    answer = stream.result()
-    click.echo()
+    answer = stream.result()  # the checked answer, not the raw model text (see answer.ground)
+    click.echo(answer.text)
     if answer.sources:
         click.echo("\nSources:")
         for n, s in enumerate(answer.sources, 1):
@@ -187,9 +186,15 @@ def serve(ctx, http, host, port):
     """Run the bot: Socket Mode with SLACK_APP_TOKEN, HTTP with --http, else the local playground."""
     from .slack.serve import serve as run
 
-    run(services(ctx), http=http, host=host, port=port)
+    try:
+        run(services(ctx), http=http, host=host, port=port)
+    except OSError as e:  # most often: the port is taken by another process
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}; try --port") from None
 
 
-from . import cli_adapters  # noqa: E402,F401  (registers retrain and adapters on main)
+from .cli_adapters import adapters, retrain  # noqa: E402  (they use services(), defined above)
+
+main.add_command(retrain)
+main.add_command(adapters)
 
 __all__ = ["Settings", "main"]

@@ -6,7 +6,11 @@ import json
 
 import click
 
-from .cli import main, services
+
+def services(ctx):
+    from .cli import services as build  # the CLI module imports this one: import at call time
+
+    return build(ctx)
 
 
 def _progress(p) -> None:
@@ -18,7 +22,7 @@ def _progress(p) -> None:
         click.echo(f"{p.stage}: {p.message}", err=True)
 
 
-@main.command()
+@click.command()
 @click.option(
     "--glossary", type=click.Path(dir_okay=False, exists=True), help="Glossary (.jsonl, .csv or .md)."
 )
@@ -60,7 +64,7 @@ def retrain(ctx, glossary, epochs, max_steps, qlora, as_json):
         click.echo(f"loss curve: {result.loss_plot}")
 
 
-@main.group()
+@click.group()
 def adapters():
     """List, inspect, promote and roll back adapter versions."""
 

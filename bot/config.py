@@ -52,8 +52,6 @@ class Settings(BaseSettings):
     admins: Annotated[list[str], NoDecode] = Field(
         [], description="Slack user IDs allowed to run admin commands"
     )
-    eval_qa: Path | None = Field(None, description="QA file whose figures job summaries include")
-    max_concurrent_answers: int = Field(1, ge=1, le=16, description="answers generated at once")
     answer_queue_size: int = Field(8, ge=0, le=1000, description="answers waiting beyond that; then 'busy'")
 
     slack_bot_token: SecretStr | None = Field(
@@ -94,8 +92,13 @@ class Settings(BaseSettings):
         cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
     ):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml = Path(os.environ.get(CONFIG_FILE_ENV, "expertbot.toml"))
-        if toml.is_file():
+        named = os.environ.get(CONFIG_FILE_ENV)
+        if named and not Path(named).is_file():
+            raise ValueError(
+                f"{CONFIG_FILE_ENV} names {named}, which is not a file (set it empty for no file)"
+            )
+        toml = Path(named if named is not None else "expertbot.toml")  # empty: no config file at all
+        if named != "" and toml.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
         return tuple(sources)
 
@@ -123,6 +126,8 @@ class Settings(BaseSettings):
 
 
 def env_name(field: str) -> str:
+    if field.isupper():  # pydantic reports an aliased field (SLACK_API_URL) by its alias
+        return field
     info = Settings.model_fields.get(field)
     alias = info.validation_alias if info else None
     if isinstance(alias, AliasChoices):
@@ -142,7 +147,8 @@ def load_settings(**overrides) -> Settings:
         for err in e.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
             got = err.get("input")
-            shown = "" if "secret" in field or "token" in field else f" (got {got!r})"
+            secret = any(word in field.lower() for word in ("secret", "token"))
+            shown = "" if secret else f" (got {got!r})"
             lines.append(f"{env_name(field)}: {err['msg']}{shown}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
     except ValueError as e:  # a library config's own check: name the setting behind its field

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from .config import Settings
 
+log = logging.getLogger(__name__)
+
 
 def offline_environment() -> None:
     """The bundled models are local files; make sure no library reaches for a model hub."""
@@ -132,6 +134,14 @@ class Services:
             progress=progress,
         )
 
+    def _find_glossary(self) -> Path | None:
+        """glossary.* in the docs folder, or beside it (examples/acme keeps it next to docs/, out of the index)."""
+        for folder in (self.settings.docs_dir, self.settings.docs_dir.parent):
+            found = sorted(folder.glob("glossary.*"))
+            if found:
+                return found[0]
+        return None
+
     def _contexts(self):
         """Chunks that mention a term, for context-grounded training examples; none without an index."""
         from indexers import NoIndexError
@@ -153,7 +163,13 @@ class Services:
         if spec == "current":
             if not (self.settings.home / "adapters").exists():
                 return None
-            info = self.registry.current()
+            from adapters.registry import RegistryError
+
+            try:
+                info = self.registry.current()
+            except RegistryError as e:  # a broken pointer must not stop every answer
+                log.warning("current adapter unusable, answering with the base model: %s", e)
+                return None
             return AdapterRef(info.name, info.path) if info else None
         path = Path(spec)
         if path.is_dir():

@@ -21,7 +21,7 @@ def pytest_configure(config):
     for name in list(os.environ):
         if name.startswith(("EXPERTBOT_", "SLACK_")):
             del os.environ[name]
-    os.environ["EXPERTBOT_CONFIG"] = str(ROOT / "tests" / "no-such-expertbot.toml")
+    os.environ["EXPERTBOT_CONFIG"] = ""  # no expertbot.toml, not even one in the working directory
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ[var] = "1"
     os.environ["ANONYMIZED_TELEMETRY"] = "False"

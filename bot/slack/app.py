@@ -6,6 +6,7 @@ import logging
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.jobs import JobRunner
 from bot.slack.answering import AnswerFlow
@@ -34,7 +35,10 @@ def quiet_logger(name: str) -> logging.Logger:
 
 def web_client(token: str, base_url: str | None = None) -> WebClient:
     kwargs = {"base_url": base_url if base_url.endswith("/") else base_url + "/"} if base_url else {}
-    return WebClient(token=token, logger=quiet_logger("bot.slack.web"), **kwargs)
+    client = WebClient(token=token, logger=quiet_logger("bot.slack.web"), **kwargs)
+    # Slack answers 429 under load; wait as told and retry instead of failing the answer.
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+    return client
 
 
 def build_app(

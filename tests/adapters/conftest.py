@@ -8,16 +8,11 @@ safetensors conversion, well under a second) or `copy.deepcopy(tiny_phi3[0])`.
 from __future__ import annotations
 
 import copy
-import os
 
 import pytest
 
-# Safety net: nothing in these tests may reach a model hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from adapters.base import ensure_chat_template, load_base_model  # noqa: E402
-from adapters.config import ModelConfig  # noqa: E402
+from adapters.base import ensure_chat_template, load_base_model
+from adapters.config import ModelConfig
 
 TINY_PHI3 = dict(
     hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, vocab_size=49152
@@ -25,9 +20,10 @@ TINY_PHI3 = dict(
 
 
 @pytest.fixture(scope="session")
-def smollm_model_config(tmp_path_factory) -> ModelConfig:
-    """The bundled SmolLM2 on CPU, its safetensors conversion cached for this session only."""
-    return ModelConfig(cache_dir=tmp_path_factory.mktemp("models"), device="cpu", max_new_tokens=16)
+def smollm_model_config(model_cache) -> ModelConfig:
+    """The bundled SmolLM2 on CPU; its safetensors conversion lives in the run's shared model cache
+    (tests/conftest.py sets the offline environment for the whole run)."""
+    return ModelConfig(cache_dir=model_cache, device="cpu", max_new_tokens=16)
 
 
 @pytest.fixture(scope="session")

@@ -141,6 +141,9 @@ def test_split_holds_out_templates_not_terms(tmp_path):
     # Every term is trained on and every term is asked in a held-out wording.
     assert {x.term for x in ds.train if x.kind == "term"} == terms
     assert {q.term for q in ds.questions} == terms and {q.template for q in ds.questions} == held
+    # 3 questions per term, rotated: across the glossary every training template is still used.
+    assert {x.template for x in ds.train if x.kind == "term"} == set(ds.train_templates)
+    assert all(sum(x.term == t and x.kind == "term" for x in ds.train) == 3 for t in terms)
     train_questions = {x.messages[-2]["content"] for x in ds.train}
     assert not train_questions & {q.question for q in ds.questions}
     assert all(x.template in held or x.kind == "general" for x in ds.validation)

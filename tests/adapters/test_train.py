@@ -187,3 +187,62 @@ def _acme_subset(tmp_path: Path, n: int) -> Path:
     else:  # the example company's glossary is written elsewhere; until it lands, made-up terms
         rows = TINY_GLOSSARY
     return write_glossary(tmp_path / "glossary.jsonl", rows)
+
+
+SYSTEM = "You are a helpful assistant for the company's staff. Answer briefly."
+
+
+def _learn(smollm_model_config, tmp_path, terms: int, **overrides):
+    from adapters.pipeline import retrain
+
+    reg = AdapterRegistry(tmp_path / "adapters")
+    cfg = TrainConfig(name="acme", system_prompt=SYSTEM, **overrides)
+    result = retrain(smollm_model_config, cfg, reg, glossary=_acme_subset(tmp_path, terms))
+    return reg, result
+
+
+def test_real_training_teaches_the_terms_without_retrieval(smollm_model_config, tmp_path):
+    """SmolLM2 + LoRA on a few acme terms: held-out paraphrases, no retrieval, adapter vs base."""
+    from adapters.base import load_base_model
+    from adapters.evaluate import contains_phrase
+    from adapters.generate import Generator
+
+    reg, result = _learn(smollm_model_config, tmp_path, 4, max_steps=12)
+    base, adapter = result.metrics["base"], result.metrics["adapter"]
+    assert adapter["total"] == base["total"] == 8  # 4 terms x 2 held-out templates, same questions
+    assert adapter["accuracy"] >= base["accuracy"] + 0.5, result.summary_lines()
+    assert result.promoted and reg.current().name == result.version == "acme-v1"
+    assert reg.current().metrics["adapter"] == adapter and result.loss_plot.is_file()
+
+    # The inference side, given the registry's current version, answers in the company's words.
+    meta = json.loads((reg.current().path / "meta.json").read_text())
+    right = next(a for a in meta["answers"]["adapter"] if a["correct"])
+    generator = Generator(smollm_model_config, *load_base_model(smollm_model_config))
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": right["question"]}]
+    answer = generator.generate(messages, adapter=reg.current().ref(), max_new_tokens=48)
+    assert contains_phrase(answer, right["key_phrase"])
+    assert not contains_phrase(generator.generate(messages, max_new_tokens=48), right["key_phrase"])
+
+
+@pytest.mark.slow
+def test_the_gate_refuses_a_worse_adapter_after_real_training(smollm_model_config, tmp_path):
+    reg, first = _learn(smollm_model_config, tmp_path, 4, max_steps=12)
+    assert first.promoted
+    from adapters.pipeline import retrain
+
+    # One tiny step: an adapter that barely differs from the base, so worse than the current one.
+    cfg = TrainConfig(name="acme", system_prompt=SYSTEM, max_steps=1, learning_rate=1e-5)
+    worse = retrain(smollm_model_config, cfg, reg, glossary=_acme_subset(tmp_path, 4))
+    assert worse.version == "acme-v2" and not worse.promoted
+    assert worse.verdict.reference == "current adapter acme-v1"
+    assert worse.metrics["current"]["accuracy"] > worse.metrics["adapter"]["accuracy"]
+    assert "does not beat current adapter acme-v1" in worse.verdict.reasons[0]
+    assert reg.current().name == "acme-v1" and reg.get("acme-v2").gate["promote"] is False
+
+
+@pytest.mark.slow
+def test_default_settings_on_the_acme_glossary(smollm_model_config, tmp_path):
+    """The defaults, 20 acme terms: the figures the README quotes come from this run."""
+    reg, result = _learn(smollm_model_config, tmp_path, 20)
+    print("\n".join(result.summary_lines()))
+    assert result.metrics["adapter"]["accuracy"] >= result.metrics["base"]["accuracy"] + 0.3

@@ -31,10 +31,16 @@ def wait_for(predicate, what: str, timeout: float = 120):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def index_cli(env) -> subprocess.CompletedProcess:
+    done = subprocess.run([*CLI, "index"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 def test_kill_during_build_keeps_old_generation(tmp_path, docs_copy, embed_model):
     home = tmp_path / "home"
     env = {**os.environ, "EXPERTBOT_HOME": str(home), "EXPERTBOT_DOCS_DIR": str(docs_copy)}
-    subprocess.run([*CLI, "index"], env=env, check=True, capture_output=True)
+    index_cli(env)
     cfg = IndexConfig(data_dir=home, docs_dir=docs_copy, show_progress=False)
     store = Indexer(cfg, embed_model).store
     before = store.current()
@@ -52,7 +58,7 @@ def test_kill_during_build_keeps_old_generation(tmp_path, docs_copy, embed_model
     assert [h.id for h in Retriever(cfg, embed_model).retrieve("Which VPN do we use?")] == expected
     orphans = {p.name for p in store.root.glob("g*")} - {before}
     assert orphans
-    done = subprocess.run([*CLI, "index"], env=env, check=True, capture_output=True, text=True)
+    done = index_cli(env)
     assert "files 12/12" in done.stderr
     assert not orphans & {p.name for p in store.root.glob("g*")}
 
