@@ -135,7 +135,7 @@ class Services:
         )
 
     def _find_glossary(self) -> Path | None:
-        """glossary.* in the docs folder, or beside it (examples/acme keeps it next to docs/, out of the index)."""
+        """glossary.* in the docs folder, or beside it (examples/acme keeps it next to docs/, unindexed)."""
         for folder in (self.settings.docs_dir, self.settings.docs_dir.parent):
             found = sorted(folder.glob("glossary.*"))
             if found:
