@@ -46,12 +46,17 @@ class Settings(BaseSettings):
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto, cpu or cuda")
     load_in_4bit: bool = Field(False, description="load the base model in 4-bit NF4 (bitsandbytes)")
     glossary: Path | None = Field(None, description="glossary for retraining; default: glossary.* in docs")
+    retrain: dict = Field(
+        {},
+        description="training overrides, e.g. {max_steps = 40, learning_rate = 5e-4} (adapters TrainConfig)",
+    )
     gate_max_perplexity_increase: float = Field(
         0.05, ge=0, lt=1, description="how much worse general perplexity a new adapter may be (0.05 = 5%)"
     )
     admins: Annotated[list[str], NoDecode] = Field(
         [], description="Slack user IDs allowed to run admin commands"
     )
+    max_concurrent_answers: int = Field(1, ge=1, le=16, description="answers in progress at once")
     answer_queue_size: int = Field(8, ge=0, le=1000, description="answers waiting beyond that; then 'busy'")
 
     slack_bot_token: SecretStr | None = Field(
@@ -115,6 +120,16 @@ class Settings(BaseSettings):
             **overrides,
         )
 
+    def train_config(self, **overrides):
+        from adapters.train import TrainConfig
+
+        try:
+            return TrainConfig(**{**self.retrain, **overrides})
+        except TypeError as e:  # an unknown key
+            raise ValueError(
+                f"retrain has an unknown field ({e}); see adapters/train.py TrainConfig"
+            ) from None
+
     def base_model_config(self) -> ModelConfig:
         return ModelConfig(
             base_model=self.base_model,
@@ -142,6 +157,7 @@ def load_settings(**overrides) -> Settings:
         # Build the library configs now, so their own checks also stop start-up with a clear message.
         settings.index_config()
         settings.base_model_config()
+        settings.train_config()
     except ValidationError as e:
         lines = []
         for err in e.errors():

@@ -117,7 +117,6 @@ class Services:
         """Train, evaluate, register and (if it passes the gate) promote a new adapter version."""
         from adapters.gate import GateConfig
         from adapters.pipeline import retrain
-        from adapters.train import TrainConfig
 
         s = self.settings
         overrides = {
@@ -125,9 +124,9 @@ class Services:
         }
         return retrain(
             s.base_model_config(),
-            TrainConfig(**overrides),
+            s.train_config(**overrides),
             self.registry,
-            glossary=glossary or s.glossary,
+            glossary=glossary or s.glossary or self._find_glossary(),
             docs_dir=s.docs_dir,
             contexts=self._contexts(),
             gate=GateConfig(max_perplexity_increase=s.gate_max_perplexity_increase),

@@ -118,27 +118,29 @@ def test_retrain_status_and_rollback_are_admin_only_and_audited(make_app, sim, s
 
 @pytest.mark.slow  # real LoRA training and evaluation: ~1-2 minutes on 2 CPU cores
 def test_retrain_posts_progress_then_its_metrics_verdict_and_loss_plot(
-    make_app, sim, fake_slack, slack_services, tmp_path, store_path, monkeypatch
+    make_app, sim, fake_slack, slack_services, fresh_home, tmp_path, store_path
 ):
-    from functools import partial
+    from bot.config import load_settings
+    from bot.wiring import Services
 
-    from adapters.pipeline import retrain
-    from adapters.registry import AdapterRegistry
-    from adapters.train import TrainConfig
-
-    # The real training pipeline, made small: three glossary terms, a few steps, short evaluation answers.
+    # The real training pipeline, made small through settings: three glossary terms, a few steps,
+    # short evaluation answers.
     glossary = tmp_path / "glossary.jsonl"
     glossary.write_text("".join((ACME / "glossary.jsonl").read_text().splitlines(keepends=True)[:3]))
-    small = TrainConfig(max_steps=4, batch_size=4, val_templates=1, eval_max_new_tokens=8)
-    registry = AdapterRegistry(tmp_path / "adapters")
-    model_cfg = slack_services.settings.base_model_config()
-    monkeypatch.setattr(
-        slack_services,
-        "retrain",
-        partial(retrain, model_cfg, small, registry, glossary=glossary),
-        raising=False,
+    small = {"max_steps": 4, "batch_size": 4, "val_templates": 1, "eval_max_new_tokens": 8}
+    base = slack_services.settings
+    services = Services(
+        load_settings(
+            home=fresh_home,
+            docs_dir=base.docs_dir,
+            admins=base.admins,
+            max_new_tokens=base.max_new_tokens,
+            glossary=glossary,
+            retrain=small,
+        )
     )
-    app = make_app()
+    services.__dict__["embed_model"] = slack_services.embed_model
+    app = make_app(services)
     started = ack_text(app.dispatch(sim.command("/retrain-adapter", "", user=ADMIN, channel="CTRAIN")))
     job_id = re.search(r"`(retrain-\w+)`", started).group(1)
 
