@@ -142,15 +142,16 @@ def retrain(
         report("dataset", "answering the general examples with the base model")
         general = distilled_general(model, tokenizer, train_cfg.system_prompt, train_cfg.eval_batch_size)
         ds = build_dataset(**dataset_args, general=general)
+        info = ds.summary()
 
     work_dir = Path(work_dir) if work_dir else registry.root / ".work" / train_cfg.name
     outcome = train_lora(train_cfg, model, tokenizer, ds, work_dir, progress, qlora=qlora)
 
     current = registry.current()
     if current is not None and current.base_fingerprint != fingerprint:
+        # Its figures were measured on another model and it cannot run on this one: the base is the bar.
         log.warning(
-            "current adapter %s was trained on another base model; comparing with stored metrics",
-            current.name,
+            "current adapter %s was trained on another base model; comparing with the base", current.name
         )
 
     def eval_progress(which: str, n: int, total: int) -> None:
@@ -167,13 +168,12 @@ def retrain(
         batch_size=train_cfg.eval_batch_size,
     )
     metrics = {k: v.summary() for k, v in results.items()}
-    if current is None:
-        reference, ref_name = metrics["base"], "the base model"
-    elif same_base:
+    if same_base:
         reference, ref_name = metrics["current"], f"current adapter {current.name}"
+    elif current is None:
+        reference, ref_name = metrics["base"], "the base model"
     else:
-        stored = current.metrics.get("adapter", {})
-        reference, ref_name = stored, f"current adapter {current.name} (stored figures, other base model)"
+        reference, ref_name = metrics["base"], f"the base model (current {current.name} is for another base)"
     verdict = decide(metrics["adapter"], reference, ref_name, gate)
 
     report("register", "registering the new version")

@@ -145,7 +145,11 @@ class AdapterRegistry:
     def next_name(self, family: str) -> str:
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", family or ""):
             raise RegistryError(f"adapter name must be lowercase letters, digits, '-' or '_', got {family!r}")
-        taken = [int(m["n"]) for p in self.root.glob(f"{family}-v*") if (m := _VERSION.match(p.name))]
+        taken = [
+            int(m["n"])
+            for p in self.root.glob(f"{family}-v*")
+            if (m := _VERSION.match(p.name)) and m["name"] == family
+        ]
         return f"{family}-v{max(taken, default=0) + 1}"
 
     # -- writing -------------------------------------------------------------------------------

@@ -44,10 +44,11 @@ def meta(accuracy=0.5, perplexity=20.0):
 def test_versions_are_numbered_and_hold_only_safe_files(tmp_path, real_adapter):
     reg = AdapterRegistry(tmp_path / "adapters")
     assert reg.list() == [] and reg.current() is None
-    first = reg.register("acme", real_adapter, meta())
+    assert reg.register("acme-vault", real_adapter, meta()).name == "acme-vault-v1"
+    first = reg.register("acme", real_adapter, meta())  # acme-vault-v1 is another family
     second = reg.register("acme", real_adapter, meta(0.7))
     other = reg.register("beta", real_adapter, meta())
-    assert [i.name for i in reg.list()] == ["acme-v1", "acme-v2", "beta-v1"]
+    assert [i.name for i in reg.list()] == ["acme-v1", "acme-v2", "acme-vault-v1", "beta-v1"]
     assert (first.version, second.version, other.family) == (1, 2, "beta")
     stored_files = {p.name for p in second.path.iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "meta.json"} <= stored_files
@@ -56,7 +57,9 @@ def test_versions_are_numbered_and_hold_only_safe_files(tmp_path, real_adapter):
     assert stored["metrics"]["adapter"]["accuracy"] == 0.7 and stored["created"] == second.created
     assert second.dataset_hash == "abc" and second.base_fingerprint == "tiny@sha256:0"
     assert second.ref() == AdapterRef("acme-v2", second.path)
-    with pytest.raises(RegistryError, match="no adapter version 'acme-v9'.*known: acme-v1, acme-v2, beta-v1"):
+    with pytest.raises(
+        RegistryError, match="no adapter version 'acme-v9'.*known: acme-v1, acme-v2, acme-vault-v1, beta-v1"
+    ):
         reg.get("acme-v9")
     with pytest.raises(RegistryError):
         reg.get("../acme-v1")

@@ -207,7 +207,7 @@ def test_real_training_teaches_the_terms_without_retrieval(smollm_model_config, 
     from adapters.evaluate import contains_phrase
     from adapters.generate import Generator
 
-    reg, result = _learn(smollm_model_config, tmp_path, 4, max_steps=12)
+    reg, result = _learn(smollm_model_config, tmp_path, 4, max_steps=24, batch_size=4)
     base, adapter = result.metrics["base"], result.metrics["adapter"]
     assert adapter["total"] == base["total"] == 8  # 4 terms x 2 held-out templates, same questions
     assert adapter["accuracy"] >= base["accuracy"] + 0.5, result.summary_lines()
@@ -226,7 +226,7 @@ def test_real_training_teaches_the_terms_without_retrieval(smollm_model_config, 
 
 @pytest.mark.slow
 def test_the_gate_refuses_a_worse_adapter_after_real_training(smollm_model_config, tmp_path):
-    reg, first = _learn(smollm_model_config, tmp_path, 4, max_steps=12)
+    reg, first = _learn(smollm_model_config, tmp_path, 4, max_steps=24, batch_size=4)
     assert first.promoted
     from adapters.pipeline import retrain
 
