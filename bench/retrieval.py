@@ -37,23 +37,26 @@ def run(ctx: Context) -> list[Row]:
         retriever.retrieve(q, top_k=top_k)
         baseline.retrieve(q)
 
-    ours_ms, base_ms, embed_ms = [], [], []
+    timed = {
+        "ours": lambda q: retriever.retrieve(q, top_k=top_k),
+        "baseline": baseline.retrieve,
+        "embedding": emb.get_query_embedding,
+    }
+    ms: dict[str, list[float]] = {name: [] for name in timed}
+    names = list(timed)
+    i = 0
     for _ in range(1 if ctx.quick else PASSES):
         for q in qs:
-            with Timer() as t:
-                hits = retriever.retrieve(q, top_k=top_k)
-            ours_ms.append(t.seconds * 1000)
-            with Timer() as t:
-                base_hits = baseline.retrieve(q)
-            base_ms.append(t.seconds * 1000)
-            with Timer() as t:
-                emb.get_query_embedding(q)
-            embed_ms.append(t.seconds * 1000)
-    if len(hits) != top_k or len(base_hits) != top_k:
-        say(
-            f"  note: the last query returned {len(hits)} hits (ours) and {len(base_hits)} (baseline), "
-            f"asked for {top_k}"
-        )
+            # Who goes first rotates: on a busy machine the call right after a pause was seen to be
+            # slower (threads asleep), and a fixed order would pin that cost on one side.
+            i += 1
+            for name in names[i % 3 :] + names[: i % 3]:
+                with Timer() as t:
+                    got = timed[name](q)
+                ms[name].append(t.seconds * 1000)
+                if name != "embedding" and len(got) != top_k:
+                    say(f"  note: {name} returned {len(got)} hits for top_k={top_k}")
+    ours_ms, base_ms, embed_ms = ms["ours"], ms["baseline"], ms["embedding"]
     say(f"  {len(ours_ms)} queries each, top_k={top_k} ({load_note()})")
     note = f"{len(qs)} acme questions x {len(ours_ms) // len(qs)}, top_k={top_k}"
     p = percentile

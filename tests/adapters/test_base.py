@@ -10,6 +10,7 @@ import torch
 
 from adapters.base import (
     BaseModelNotFoundError,
+    ModelSetupError,
     base_model_fingerprint,
     bundled_gguf,
     converted_path,
@@ -68,7 +69,7 @@ def test_missing_model_says_how_to_get_it(tmp_path):
 def test_4bit_without_bitsandbytes_names_the_setting(smollm_model_config, monkeypatch):
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # makes `import bitsandbytes` fail
     cfg = ModelConfig(cache_dir=smollm_model_config.cache_dir, load_in_4bit=True)
-    with pytest.raises(RuntimeError, match="load_in_4bit"):
+    with pytest.raises(ModelSetupError, match="load_in_4bit"):
         load_base_model(cfg)
 
 
