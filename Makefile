@@ -30,7 +30,7 @@ run: setup
 	$(BIN)/expertbot serve
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=10
 
 test-slow: setup
 	$(BIN)/pytest -q -m slow
