@@ -118,13 +118,16 @@ class Services:
         from adapters.gate import GateConfig
         from adapters.pipeline import retrain
 
+        from .answer import NO_RETRIEVAL_SYSTEM_PROMPT
+
         s = self.settings
         overrides = {
             k: v for k, v in (("epochs", epochs), ("max_steps", max_steps), ("qlora", qlora)) if v is not None
         }
         return retrain(
             s.base_model_config(),
-            s.train_config(**overrides),
+            # Train with the prompt `ask --no-retrieval` sends: the adapter is tuned for how it is asked.
+            s.train_config(**{"system_prompt": NO_RETRIEVAL_SYSTEM_PROMPT, **s.retrain, **overrides}),
             self.registry,
             glossary=glossary or s.glossary or self._find_glossary(),
             docs_dir=s.docs_dir,
