@@ -137,12 +137,15 @@ class Services:
         )
 
     def _find_glossary(self) -> Path | None:
-        """glossary.* in the docs folder, or beside it (examples/acme keeps it next to docs/, unindexed)."""
-        for folder in (self.settings.docs_dir, self.settings.docs_dir.parent):
-            found = sorted(folder.glob("glossary.*"))
-            if found:
-                return found[0]
-        return None
+        """glossary.* in the docs folder (the library's search), else right beside it: examples/acme keeps
+        its glossary next to docs/, out of the index."""
+        from adapters.glossary import SUFFIXES, find_glossary
+
+        try:
+            return find_glossary(self.settings.docs_dir)
+        except FileNotFoundError:
+            beside = (self.settings.docs_dir.parent / f"glossary{suffix}" for suffix in SUFFIXES)
+            return next((p for p in beside if p.is_file()), None)
 
     def _contexts(self):
         """Chunks that mention a term, for context-grounded training examples; none without an index."""
