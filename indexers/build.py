@@ -127,7 +127,9 @@ class Indexer:
             full = True  # chunks or vectors would differ: nothing can be reused
         old_docs = {} if full else old.get("docs", {})
         old_collection = self.store.collection(old_gen) if old_docs else None
-        if old_docs and self._nothing_changed(files, old):
+        # Sizes and mtimes, taken before any file is read: a file edited mid-build then differs next time.
+        stats = {p.relative_to(self.cfg.docs_dir).as_posix(): _stat_key(p) for p in files}
+        if old_docs and old.get("files") and stats == old["files"]:
             # Same files, same bytes, same settings: the current generation already is this index.
             report.unchanged = sorted(old_docs)
             report.skipped = [tuple(s) for s in old.get("skipped", [])]
@@ -216,19 +218,13 @@ class Indexer:
                 "docs": docs,
                 "chunks": len(all_nodes),
                 "built": time.time(),
-                "files": {p.relative_to(self.cfg.docs_dir).as_posix(): _stat_key(p) for p in files},
+                "files": stats,
                 "skipped": report.skipped,
             },
         )
         self.store.switch_to(gen)
         self.store.cleanup()
         return report
-
-    def _nothing_changed(self, files: list[Path], old: dict) -> bool:
-        """True when every file has the size and mtime it had at the last build (cheap: no reading)."""
-        seen = old.get("files", {})
-        current = {p.relative_to(self.cfg.docs_dir).as_posix(): _stat_key(p) for p in files}
-        return bool(seen) and current == seen
 
     @staticmethod
     def _copy(old_collection, new_collection, ids: list[str], to_node) -> list:
