@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 from bot.slack.app import build_app, web_client
 from bot.slack.fakeapi import FakeSlackAPI
 from bot.slack.playground_page import PAGE
+from bot.slack.serve import serve_until_interrupted
 from bot.slack.simulate import SlackSimulator
 
 log = logging.getLogger(__name__)
@@ -127,10 +128,4 @@ def run_playground(services, host: str = "127.0.0.1", port: int = 3000) -> None:
     server = make_server(playground, host, port)
     url = f"http://{host}:{server.server_address[1]}/"
     print(f"expertbot playground (no Slack tokens set): open {url}  (Ctrl+C stops it)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        playground.close()
+    serve_until_interrupted(server, on_close=playground.close)

@@ -118,6 +118,18 @@ def make_http_server(app: App, host: str = "127.0.0.1", port: int = 3000) -> Thr
     return server
 
 
+def serve_until_interrupted(server, on_close=None) -> None:
+    """Serve until Ctrl+C, then close the socket (and whatever else on_close releases)."""
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        if on_close:
+            on_close()
+
+
 def serve(services, http: bool = False, host: str = "127.0.0.1", port: int = 3000) -> None:
     """Run the bot until interrupted. See the module docstring for how the mode is chosen."""
     settings = services.settings
@@ -133,12 +145,7 @@ def serve(services, http: bool = False, host: str = "127.0.0.1", port: int = 300
     if mode == "http":
         server = make_http_server(app, host, port)
         log.info("expertbot listening on http://%s:%d%s", host, server.server_address[1], EVENTS_PATH)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
+        serve_until_interrupted(server)
         return
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
