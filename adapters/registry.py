@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,6 +161,7 @@ class AdapterRegistry:
         if not (adapter_dir / ADAPTER_CONFIG).is_file():
             raise RegistryError(f"adapter folder {adapter_dir} has no {ADAPTER_CONFIG}")
         self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temp_dirs()
         tmp = Path(tempfile.mkdtemp(prefix=f".{family}.tmp-", dir=self.root))
         try:
             for name in _COPIED:
@@ -181,6 +183,18 @@ class AdapterRegistry:
             shutil.rmtree(tmp, ignore_errors=True)
         log.info("registered adapter %s", name)
         return self.get(name)
+
+    def _remove_stale_temp_dirs(self, older_than_s: float = 3600) -> None:
+        # A register() killed mid-copy (SIGKILL, power loss) leaves its hidden temp dir behind. One that
+        # is an hour old cannot belong to a live register (a copy takes seconds), so it is safe to delete.
+        cutoff = time.time() - older_than_s
+        for stale in self.root.glob(".*.tmp-*"):
+            try:
+                if stale.is_dir() and stale.stat().st_mtime < cutoff:
+                    shutil.rmtree(stale, ignore_errors=True)
+                    log.info("removed an interrupted registration's temp dir %s", stale.name)
+            except OSError:
+                pass  # removed by someone else meanwhile
 
     def set_gate(self, name: str, gate: dict) -> AdapterInfo:
         """Record the gate verdict (and its reasons) in a version's meta.json."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from adapters.base import ModelSetupError
 from adapters.dataset import TerminologyDataset, collate, encode
 from adapters.targets import lora_target_modules
 from adapters.train_config import SCHEDULERS, TrainConfig, TrainProgress
@@ -67,7 +68,7 @@ def check_qlora_supported(device: str) -> None:
         import bitsandbytes.functional as bnbf
         import torch
     except Exception as err:  # a broken native library raises anything at import
-        raise RuntimeError(
+        raise ModelSetupError(
             f"QLoRA needs bitsandbytes, which could not be loaded ({err}); install it with "
             "`pip install -e '.[gpu]'` or train plain LoRA (qlora=False, no --qlora)"
         ) from err
@@ -76,7 +77,7 @@ def check_qlora_supported(device: str) -> None:
     except Exception as err:
         import bitsandbytes
 
-        raise RuntimeError(
+        raise ModelSetupError(
             f"QLoRA: bitsandbytes {bitsandbytes.__version__} cannot quantize to 4-bit NF4 on {device} "
             f"({err}); "
             "train plain LoRA (qlora=False, no --qlora) or use a CUDA GPU"

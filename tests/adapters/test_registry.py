@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import pickle
 import shutil
+import time
 
 import pytest
 
@@ -73,7 +75,13 @@ def test_a_crashed_registration_leaves_no_version(tmp_path, real_adapter):
     leftover.mkdir()
     shutil.copy(real_adapter / "adapter_config.json", leftover)
     assert [i.name for i in reg.list()] == ["acme-v1"]
+    fresh = tmp_path / ".acme.tmp-inflight"  # could be another process's register() right now
+    fresh.mkdir()
+    two_hours_ago = time.time() - 7200
+    os.utime(leftover, (two_hours_ago, two_hours_ago))
     assert reg.register("acme", real_adapter, meta()).name == "acme-v2"
+    # The next registration sweeps the old leftover but leaves a recent temp dir alone.
+    assert not leftover.exists() and fresh.is_dir()
 
 
 def test_promote_and_rollback(tmp_path, real_adapter):

@@ -117,6 +117,25 @@ def test_qlora_runs_on_cpu_end_to_end_and_the_gate_records_its_verdict(tiny_phi3
     assert result.loss_plot is not None and result.loss_plot.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_qlora_where_bitsandbytes_cannot_run_is_a_clear_error(tiny_phi3_dir, tmp_path, monkeypatch):
+    """No bitsandbytes (or one that can't do NF4 here): a ModelSetupError naming the way out, no training."""
+    from adapters.base import ModelSetupError
+    from adapters.pipeline import retrain
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # makes `import bitsandbytes` fail
+    monkeypatch.setitem(sys.modules, "bitsandbytes.functional", None)
+    reg = AdapterRegistry(tmp_path / "adapters")
+    model_cfg = ModelConfig(base_model=str(tiny_phi3_dir), device="cpu", cache_dir=tmp_path / "models")
+    with pytest.raises(ModelSetupError, match="QLoRA needs bitsandbytes.*--qlora"):
+        retrain(
+            model_cfg,
+            TrainConfig(name="tiny", qlora=True, max_steps=2),
+            reg,
+            glossary=write_glossary(tmp_path / "g.jsonl", TINY_GLOSSARY),
+        )
+    assert reg.list() == [] and not (tmp_path / "adapters" / ".work").exists()
+
+
 _KILLED_RUN = """
 import sys, time
 from pathlib import Path
