@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     )
     max_concurrent_answers: int = Field(1, ge=1, le=16, description="answers in progress at once")
     answer_queue_size: int = Field(8, ge=0, le=1000, description="answers waiting beyond that; then 'busy'")
+    eval_qa: Path | None = Field(
+        None, description="QA file (JSONL) scored after /reindex and /retrain-adapter; unset or empty: off"
+    )
+    eval_generate: bool = Field(
+        True, description="that eval also generates answers (minutes); false: retrieval figures only"
+    )
 
     slack_bot_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")
@@ -83,6 +89,20 @@ class Settings(BaseSettings):
         bad = [v for v in value if not (v[:1] in "UW" and v[1:].isalnum())]
         if bad:
             raise ValueError(f"Slack user IDs look like U012AB3CD; not {', '.join(bad)}")
+        return value
+
+    @field_validator("eval_qa", mode="before")
+    @classmethod
+    def _empty_eval_qa_is_off(cls, value):
+        return None if value is None or str(value).strip() == "" else value
+
+    @field_validator("eval_qa")
+    @classmethod
+    def _check_eval_qa(cls, value):
+        if value is not None:
+            from .evaluate import load_qa
+
+            load_qa(value)  # a QAFileError (ValueError) names the file and line; checked at start-up
         return value
 
     @field_validator("chroma_url", "slack_api_url")

@@ -7,7 +7,9 @@ bot says it doesn't know and cites nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import re
 import statistics
 import time
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .answer import is_idk
+
+log = logging.getLogger(__name__)
 
 
 class QAFileError(ValueError):
@@ -131,3 +135,77 @@ def _pct(values: list[float], pct: int) -> float:
     if len(values) < 2:
         return values[0] if values else 0.0
     return round(statistics.quantiles(values, n=100, method="inclusive")[pct - 1], 3)
+
+
+# --- the eval after a /reindex or /retrain-adapter job ---------------------------------------------
+def qa_eval_for_job(services, store, job) -> dict | None:
+    """Score settings.eval_qa with what answers use now (the new index, the current adapter).
+
+    Returns None when no QA file is set. Never raises: a failed eval must not fail the job it follows,
+    so the reason comes back as {"error": ...}. The figures are compared with the latest earlier job of
+    the same kind that has some (kept in the jobs table), on the same QA file. Nothing here logs a
+    question or an answer.
+    """
+    s = services.settings
+    if s.eval_qa is None:
+        return None
+    started = time.perf_counter()
+    result: dict = {"qa": Path(s.eval_qa).name, "generate": bool(s.eval_generate)}
+    try:
+        digest = hashlib.sha256(Path(s.eval_qa).read_bytes()).hexdigest()[:16]
+        items = load_qa(s.eval_qa)
+        answerer = services.answerer
+        answerer.retriever.reopen()  # follow a reindex that just finished; NoIndexError when none exists
+        ref = services.resolve_adapter() if s.eval_generate else None
+        done = [0]
+
+        def tick(_item) -> None:
+            done[0] += 1
+            elapsed = time.perf_counter() - started
+            eta = elapsed / done[0] * (len(items) - done[0])
+            job.progress(done=done[0], total=len(items), stage="qa_eval", eta_s=eta)
+
+        job.progress(done=0, total=len(items), stage="qa_eval", eta_s=None)
+        figures = evaluate(answerer, items, generate=s.eval_generate, progress=tick)
+    except Exception as e:
+        from indexers import StoreError
+
+        if isinstance(e, (QAFileError, StoreError)):  # a bad QA file, no index yet: no traceback needed
+            log.warning("job %s: the QA eval failed: %s", job.id, type(e).__name__)
+        else:
+            log.exception("job %s: the QA eval failed", job.id)
+        return {**result, "error": f"{type(e).__name__}: {e}"[:300]}
+    result.update(
+        digest=digest,
+        items=len(items),
+        adapter=ref.name if ref else None,
+        figures={k: v for k, v in figures.items() if k in FIGURES},
+        seconds=round(time.perf_counter() - started, 1),
+        previous=_previous(store, job, digest),
+    )
+    return result
+
+
+FIGURES = (
+    "source_hit@1",
+    "source_hit@5",
+    "mrr",
+    "answer_accuracy",
+    "refusal_accuracy",
+    "idk_rate",
+    "latency_p50_s",
+    "latency_p95_s",
+)
+
+
+def _previous(store, job, digest: str) -> dict | None:
+    """The latest earlier job of this kind with figures: {job, figures} on the same QA file, else
+    {job, qa_changed: True}."""
+    for earlier in reversed(store.jobs(kind=job.kind, state="succeeded")):
+        ev = (earlier.result or {}).get("eval") or {}
+        if earlier.id == job.id or not ev.get("figures"):
+            continue
+        if ev.get("digest") != digest:
+            return {"job": earlier.id, "qa_changed": True}
+        return {"job": earlier.id, "figures": ev["figures"]}
+    return None

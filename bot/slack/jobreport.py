@@ -28,7 +28,9 @@ def progress_detail(job: JobRecord) -> str:
     """'3 of 12 files · ETA 20s' for reindex; 'step 10 of 60 · loss 1.234 · ETA 1m 40s' for retraining."""
     p = job.progress
     parts = []
-    if job.kind == "reindex" and "total" in p:
+    if p.get("stage") == "qa_eval":
+        parts.append(f"QA eval: {p.get('done', 0)} of {p.get('total', '?')} questions")
+    elif job.kind == "reindex" and "total" in p:
         parts.append(f"{p.get('done', 0)} of {p['total']} files")
     elif job.kind == "retrain":
         if p.get("stage") == "train" and p.get("total"):
@@ -40,6 +42,63 @@ def progress_detail(job: JobRecord) -> str:
     if job.state == "running" and p.get("eta_s") is not None:
         parts.append(f"ETA {duration(p['eta_s'])}")
     return " · ".join(parts) or "starting…"
+
+
+# (result key, label, how shown): "pct" as a percentage with the change in points, "num" plain, "s" seconds.
+EVAL_FIGURES = (
+    ("source_hit@1", "hit@1", "pct"),
+    ("source_hit@5", "hit@5", "pct"),
+    ("mrr", "MRR", "num"),
+    ("answer_accuracy", "answers", "pct"),
+    ("refusal_accuracy", "refusals", "pct"),
+    ("idk_rate", "don't know", "pct"),
+    ("latency_p50_s", "p50", "s"),
+    ("latency_p95_s", "p95", "s"),
+)
+
+
+def _figure(value, how: str) -> str:
+    return {"pct": f"{value:.0%}", "num": f"{value:.2f}", "s": f"{value:.2f} s"}[how]
+
+
+def _change(value, before, how: str) -> str:
+    if before is None:
+        return ""
+    diff = value - before
+    if how == "pct":
+        diff = round(diff * 100)
+        return " (=)" if diff == 0 else f" ({diff:+d} pp)"
+    text = f"{diff:+.2f}" + (" s" if how == "s" else "")
+    return " (=)" if text.lstrip("+-").startswith("0.00") else f" ({text})"
+
+
+def eval_lines(ev: dict | None) -> list[str]:
+    """The QA eval block of a job summary: the figures and their change since the last job's eval."""
+    if not ev:
+        return []
+    qa = f"`{escape(str(ev.get('qa', '?')))}`"
+    if ev.get("error"):
+        return [f"QA eval on {qa} failed: {escape(ev['error'])}. The job itself succeeded."]
+    if ev.get("generate"):
+        used = f"adapter `{escape(ev['adapter'])}`" if ev.get("adapter") else "the base model (no adapter)"
+        what = f"answers by {used}, as in use now"
+    else:
+        what = "retrieval only (EXPERTBOT_EVAL_GENERATE=false)"
+    prev = ev.get("previous") or {}
+    if prev.get("figures"):
+        since = f"change since `{escape(prev['job'])}`"
+    elif prev.get("qa_changed"):
+        since = f"the QA file changed since `{escape(prev['job'])}`: no comparison"
+    else:
+        since = "first run"
+    before = prev.get("figures") or {}
+    shown = [
+        f"{label} {_figure(ev['figures'][key], how)}{_change(ev['figures'][key], before.get(key), how)}"
+        for key, label, how in EVAL_FIGURES
+        if ev["figures"].get(key) is not None
+    ]
+    head = f"QA eval on {qa} ({ev.get('items')} questions, {what}, {duration(ev.get('seconds'))}; {since}):"
+    return [head, " · ".join(shown)]
 
 
 def progress_text(job: JobRecord) -> str:

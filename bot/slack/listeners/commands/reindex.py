@@ -3,8 +3,10 @@ from dataclasses import asdict, is_dataclass
 from slack_bolt import Ack
 from slack_sdk import WebClient
 
+from bot.evaluate import qa_eval_for_job
 from bot.slack.context import CONTEXT_KEY
 from bot.slack.format import duration, escape
+from bot.slack.jobreport import eval_lines
 from bot.store import JobRecord
 
 from ._admin import admitted, start_job, status, subcommand, unknown
@@ -40,8 +42,12 @@ def reindex_callback(ack: Ack, command: dict, context, client: WebClient) -> Non
         # Only now does the bot switch to the new index; answers during the build used the old one.
         services.reopen_retriever()
         if hasattr(report, "as_dict"):
-            return report.as_dict()
-        return asdict(report) if is_dataclass(report) else dict(report)
+            result = report.as_dict()
+        else:
+            result = asdict(report) if is_dataclass(report) else dict(report)
+        # The new index is live already; its QA figures (EXPERTBOT_EVAL_QA) come after, never failing it.
+        qa = qa_eval_for_job(services, bot.store, job)
+        return {**result, "eval": qa} if qa else result
 
     start_job(bot, ack, client, command, kind="reindex", name=name, work=work, summarize=summary)
 
@@ -64,4 +70,4 @@ def summary(job: JobRecord) -> str:
         lines.append(
             f"{r['chunks_total']} chunks in the index, {r.get('chunks_embedded', 0)} embedded this time."
         )
-    return "\n".join(lines)
+    return "\n".join(lines + eval_lines(r.get("eval")))

@@ -4,8 +4,10 @@ from pathlib import Path
 from slack_bolt import Ack
 from slack_sdk import WebClient
 
+from bot.evaluate import qa_eval_for_job
 from bot.slack.context import CONTEXT_KEY
 from bot.slack.format import duration, escape
+from bot.slack.jobreport import eval_lines
 from bot.store import JobRecord
 
 from ._admin import admitted, start_job, status, subcommand, unknown
@@ -54,7 +56,10 @@ def retrain_adapter_callback(ack: Ack, command: dict, context, client: WebClient
                 eta_s=p.eta_s if training else None,
             )
 
-        return result_dict(services.retrain(progress=progress))
+        result = result_dict(services.retrain(progress=progress))
+        # Scored with the adapter answers use now: the new one if promoted, else the one kept.
+        qa = qa_eval_for_job(services, bot.store, job)
+        return {**result, "eval": qa} if qa else result
 
     start_job(
         bot,
@@ -138,4 +143,4 @@ def summary(job: JobRecord) -> str:
         f"Gate, compared with {escape(str(gate.get('reference', '?')))}:",
     ]
     lines += [f"• {escape(str(reason))}" for reason in gate.get("reasons") or []]
-    return "\n".join(lines)
+    return "\n".join(lines + eval_lines(r.get("eval")))
