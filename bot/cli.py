@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 import click
@@ -69,6 +70,10 @@ def services(ctx: click.Context):
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """Your company's own expert: answers from your docs, in your words."""
+    # OpenMP threads that spin while waiting made the question's embedding 3-10x slower on a busy
+    # machine (BENCHMARKS.md, "OpenMP spin-waiting"). libgomp reads this once, when torch loads it,
+    # and every command imports torch after this point. A value the user set wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         stream=sys.stderr,
