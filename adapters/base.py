@@ -115,9 +115,11 @@ def _convert_gguf(
     log.info("converting %s to safetensors under %s (once; later loads read the copy)", filename, target)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, local_files_only=True)
-    # A GGUF-loaded model refuses save_pretrained ("quantized with gguf"); its weights are already
-    # dequantized, so dropping the quantizer marks is all it takes.
+    # A GGUF-loaded model refuses save_pretrained ("quantized with gguf") and Trainer refuses to train it
+    # ("purely quantized"); its weights are already dequantized, so dropping the quantizer marks is all
+    # it takes (what transformers' own remove_quantization_config does).
     model.hf_quantizer = None
+    model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ BUNDLED_MODELS = (BUNDLED_BASE_MODEL,)
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTIZE = ("none", "int4")  # adapters.quantize.QUANTIZE_MODES (that module imports torch lazily)
 
 
 @dataclass
@@ -24,6 +25,9 @@ class ModelConfig:
     device: str = field(default="auto", metadata={"help": "auto|cpu|cuda"})
     dtype: str = field(default="auto", metadata={"help": "auto|float32|bfloat16|float16"})
     load_in_4bit: bool = field(default=False, metadata={"help": "bitsandbytes NF4 (inference option)"})
+    quantize: str = field(
+        default="int4", metadata={"help": "none|int4: answers from a 4-bit weight copy (CPU only)"}
+    )
     max_new_tokens: int = 256
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy decoding"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads; None = torch default"})
@@ -43,6 +47,8 @@ class ModelConfig:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not isinstance(self.load_in_4bit, bool):
             raise ValueError(f"load_in_4bit must be a bool, got {self.load_in_4bit!r}")
+        if self.quantize not in QUANTIZE:
+            raise ValueError(f"quantize must be one of {', '.join(QUANTIZE)}, got {self.quantize!r}")
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int):
             raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
         if self.max_new_tokens <= 0:

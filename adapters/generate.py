@@ -1,7 +1,9 @@
 """Chat generation on the base model or a LoRA adapter: streaming, token limit, hot-swappable adapters.
 
 One model serves every request, so a lock serialises generation; the adapter is picked while holding
-it, which means an answer always finishes on the adapter it started with.
+it, which means an answer always finishes on the adapter it started with. With cfg.quantize="int4",
+stream() runs a merged, 4-bit copy per adapter (built under the lock on its first answer, so an answer in
+flight keeps its own copy); logits() and perplexity() always use the float model.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging
 import math
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -100,6 +103,9 @@ class Generator:
         self._peft = None  # the PeftModel around _model once an adapter is loaded
         self._adapters: dict[str, tuple[Path, str]] = {}  # name -> (resolved path, peft adapter name)
         self._loaded = 0
+        # quantize="int4": per adapter (None = base) a merged, quantized copy that stream() runs.
+        self._fast: OrderedDict[tuple | None, object] = OrderedDict()
+        self._fast_off: str | None = None  # why quantize is not in use, once that is known
         self._lock = threading.Lock()  # one generation at a time
         self._load_lock = threading.Lock()
         if model is not None:
@@ -185,6 +191,35 @@ class Generator:
             with self._peft.disable_adapter():
                 yield self._peft
 
+    def _fast_model(self, adapter: AdapterRef | None):
+        """The quantized copy for adapter, built on first use (a few seconds); None when quantize is
+        'none' or cannot run here. Caller holds the lock and has loaded adapter with _use."""
+        if self.cfg.quantize == "none" or self._fast_off:
+            return None
+        from adapters.quantize import merged_copy, quantize_in_place, unsupported_reason
+
+        key = None if adapter is None else self._adapters[adapter.name]
+        if key in self._fast:
+            self._fast.move_to_end(key)
+            return self._fast[key]
+        self._fast_off = unsupported_reason(self.cfg.quantize, self._model.device.type)
+        if getattr(self._model, "is_loaded_in_4bit", False):
+            self._fast_off = f"quantize={self.cfg.quantize!r} does not apply to a model loaded in 4-bit"
+        if self._fast_off:
+            log.warning("generating with the unquantized model: %s", self._fast_off)
+            return None
+        log.info("building the %s copy for %s", self.cfg.quantize, adapter.name if adapter else "the base")
+        try:
+            fast = quantize_in_place(merged_copy(self._model, self._peft, key and key[1]), self.cfg.quantize)
+        except Exception as err:  # an architecture or kernel the CPU int4 path cannot take
+            self._fast_off = f"building the {self.cfg.quantize} copy failed ({err})"
+            log.warning("generating with the unquantized model: %s", self._fast_off)
+            return None
+        self._fast[key] = fast
+        while len(self._fast) > 3:  # ~150 MB each: the base, the current adapter and the one before
+            self._fast.popitem(last=False)
+        return fast
+
     # -- generation -------------------------------------------------------------------------------
 
     def stream(
@@ -203,6 +238,7 @@ class Generator:
 
         tok = self._tokenizer
         with self._lock, self._use(adapter) as model:
+            model = self._fast_model(adapter) or model
             inputs = tok(prompt, return_tensors="pt", add_special_tokens=False).to(self._model.device)
             streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
             cancel = threading.Event()

@@ -1,10 +1,11 @@
 """Generation for `ask` with the bundled SmolLM2: tokens/s and time to first token.
 
 Ours is the real path: Answerer.stream(question) from bot.wiring.Services (retrieve, select facts,
-prompt, then Generator.stream on a background thread with a TextIteratorStreamer). The baseline is a
-plain greedy `model.generate` on the same model object and the same rendered prompt, no streamer: what
-the "~27.5 tok/s" in offline-stack.md measured. Greedy decoding on both sides should give the same
-tokens; the run checks and says so.
+prompt, then Generator.stream on a background thread with a TextIteratorStreamer), with the configured
+`quantize` (default int4: a 4-bit weight copy, adapters/quantize.py). The baseline is a plain greedy
+`model.generate` on the float (fp32) model and the same rendered prompt, no streamer: what the
+"~27.5 tok/s" in offline-stack.md measured. With quantize=none both sides give the same tokens; with
+int4 they may part after a while (bf16 activations); the run counts identical answers and says so.
 
 The baseline runs on a worker thread too. On this shared machine, torch ops on the main thread with
 OpenMP's default spin-waiting ran ~5x slower than the same ops on a fresh thread (OMP_WAIT_POLICY=PASSIVE
@@ -109,20 +110,27 @@ def run(ctx: Context) -> list[Row]:
     with Timer() as load:
         tok = generator.tokenizer  # loads the model (converting the GGUF the very first time)
     say(f"  model loaded in {load.seconds:.1f} s; max_new_tokens={limit} ({load_note()})")
-    list(generator.stream([{"role": "user", "content": "Say hello."}], max_new_tokens=8))  # warm-up
+    with Timer() as warm:  # warm-up; with quantize=int4 it also builds the 4-bit copy (once per adapter)
+        list(generator.stream([{"role": "user", "content": "Say hello."}], max_new_tokens=8))
+    quantize = generator.cfg.quantize
+    say(f"  quantize={quantize}; first answer (copy build included) {warm.seconds:.1f} s ({load_note()})")
 
     wanted = QUICK_QUESTIONS if ctx.quick else QUESTIONS
     recorder = _Recorder(generator)
     answerer.generator = recorder  # put back below; the answerer keeps no other state about it
     try:
-        rows = _measure(answerer, recorder, tok, limit, wanted)
+        rows = _measure(answerer, recorder, tok, limit, wanted, quantize)
     finally:
         answerer.generator = generator
-    return rows + _long_answer(generator, tok, 32 if ctx.quick else LONG_TOKENS)
+    rows += _long_answer(generator, tok, 32 if ctx.quick else LONG_TOKENS, quantize)
+    note = "quantize=none: no copy" if quantize == "none" else "deepcopy + merge + int4 pack + 8-token answer"
+    return rows + [
+        Row(NAME, f"first answer after load, quantize={quantize}", warm.seconds, None, "s", False, note)
+    ]
 
 
-def _long_answer(generator, tok, limit: int) -> list[Row]:
-    """Decoding rate on one long answer: ours (Generator.stream) against plain generate."""
+def _long_answer(generator, tok, limit: int, quantize: str) -> list[Row]:
+    """Decoding rate on one long answer: ours (Generator.stream) against plain fp32 generate."""
     messages = [{"role": "user", "content": LONG_PROMPT}]
     start = time.perf_counter()
     first, pieces = None, []
@@ -132,22 +140,32 @@ def _long_answer(generator, tok, limit: int) -> list[Row]:
     end = time.perf_counter()
     n = len(tok("".join(pieces), add_special_tokens=False).input_ids)
     p_n, p_s, p_first, _ = _plain_generate(generator, messages, limit)
+    ours_first = (first or end) - start
     ours_rate = (n - 1) / (end - (first or end)) if n > 1 else 0.0
     plain_rate = (p_n - 1) / (p_s - p_first) if p_n > 1 and p_s > p_first else 0.0
     say(f"  long answer: ours {n} tokens in {end - start:.2f} s, plain {p_n} in {p_s:.2f} s ({load_note()})")
     return [
         Row(
             NAME,
-            "decode tokens/s, one long answer",
+            f"decode tokens/s, one long answer, quantize={quantize}",
             ours_rate,
             plain_rate,
             "tok/s",
-            note=f"{n} tokens after the first piece; plain: after generate(max_new_tokens=1)'s time",
-        )
+            note=f"{n} tokens after the first piece; plain fp32: after generate(max_new_tokens=1)'s time",
+        ),
+        Row(
+            NAME,
+            f"time to first token, long-answer prompt, quantize={quantize}",
+            ours_first,
+            p_first,
+            "s",
+            higher_is_better=False,
+            note="ours: first streamed piece; plain fp32: generate(max_new_tokens=1)",
+        ),
     ]
 
 
-def _measure(answerer, recorder, tok, limit: int, wanted: int) -> list[Row]:
+def _measure(answerer, recorder, tok, limit: int, wanted: int, quantize: str) -> list[Row]:
     generator = recorder.generator
     ours_tokens = ours_gen_s = plain_tokens = plain_s = 0.0
     ttft, ttft_gen, plain_first, same, before = [], [], [], 0, []
@@ -186,7 +204,7 @@ def _measure(answerer, recorder, tok, limit: int, wanted: int) -> list[Row]:
         )
     say(f"  identical answers from both sides: {same} of {done}")
     mid, mid_gen, mid_plain = median(ttft), median(ttft_gen), median(plain_first)
-    note = f"{done} acme questions, greedy, fp32, {ours_tokens:.0f} tokens"
+    note = f"{done} acme questions, greedy, quantize={quantize} vs plain fp32, {ours_tokens:.0f} tokens"
     rows = [
         Row(
             NAME,

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(96, ge=1, le=4096, description="answer length limit in tokens")
     device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto, cpu or cuda")
     load_in_4bit: bool = Field(False, description="load the base model in 4-bit NF4 (bitsandbytes)")
+    quantize: str = Field(
+        "int4", pattern="^(none|int4)$", description="none or int4: answer from a 4-bit weight copy (CPU)"
+    )
     glossary: Path | None = Field(None, description="glossary for retraining; default: glossary.* in docs")
     retrain: dict = Field(
         {},
@@ -156,6 +159,7 @@ class Settings(BaseSettings):
             cache_dir=self.home / "models",
             device=self.device,
             load_in_4bit=self.load_in_4bit,
+            quantize=self.quantize,
             max_new_tokens=self.max_new_tokens,
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
@@ -20,8 +21,10 @@ LONG_ANSWER = [{"role": "user", "content": "Write a long story about a lighthous
 
 @pytest.fixture(scope="module")
 def gen(smollm, smollm_model_config):
+    """Generation on the float model itself (quantize="none"): these tests compare with it token for token.
+    The int4 copy has its own tests in test_quantize.py."""
     model, tokenizer = smollm
-    return Generator(smollm_model_config, model, tokenizer)
+    return Generator(replace(smollm_model_config, quantize="none"), model, tokenizer)
 
 
 def test_render_uses_smollm2_chat_template(gen):

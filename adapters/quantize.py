@@ -1,0 +1,137 @@
+"""A weight-only 4-bit copy of a model for fast CPU decoding (issue 4).
+
+Decoding one token reads every weight once, so on a CPU it is bound by memory bandwidth: fp32 SmolLM2-135M
+moves ~540 MB per token. The copy keeps each layer's Linear weights as 4-bit integers in groups of 32
+inputs with a bf16 scale and zero per group (torch's CPU int4 kernels), the lm_head as int8 with a scale
+per output row, and everything else (embeddings, norms, activations) in bf16: ~140 MB in all.
+
+The bundled GGUF stores its layers as Q4_1, i.e. exactly 4-bit groups of 32 with a scale and a minimum,
+so re-packing them loses only bf16 rounding of the scales; its embedding (the tied lm_head) is Q8_0, which
+4 bits would blur, hence int8 there. torch's dynamic int8 quantization was tried and dropped: it also
+rounds the activations to int8, and SmolLM2's answers fell apart (see BENCHMARKS.md).
+
+The copy is for inference only: it cannot be trained or wrapped by peft. Merge an adapter into a float
+copy first, then quantize it in place (adapters.generate does that).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from adapters.config import QUANTIZE as QUANTIZE_MODES
+
+GROUP = 32  # int4 group size along the input dimension (Q4_1's block size)
+REFINE = 16  # lm_head logits recomputed in fp32 (see WeightInt8Head)
+
+
+@functools.cache
+def _modules():
+    """The two quantized Linear replacements (defined lazily: importing this file must not import torch)."""
+    import torch
+    from torch import nn
+
+    class WeightInt4Linear(nn.Module):
+        """linear(x) from 4-bit weights, asymmetric groups of GROUP inputs; x in bf16."""
+
+        def __init__(self, linear: nn.Linear):
+            super().__init__()
+            out_f, in_f = linear.weight.shape
+            w = linear.weight.detach().float().reshape(out_f, in_f // GROUP, GROUP)
+            low, high = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
+            scale = ((high - low) / 15).clamp(min=1e-12)
+            q = torch.round((w - low) / scale).clamp(0, 15).to(torch.int32).reshape(out_f, in_f)
+            zero = low + 8 * scale  # the kernel computes (q - 8) * scale + zero
+            scale_zero = torch.cat([scale, zero], -1).transpose(0, 1).contiguous()  # [groups, out, 2]
+            self.register_buffer("weight_int4", torch._convert_weight_to_int4pack_for_cpu(q, 1))
+            self.register_buffer("scale_zero", scale_zero.to(torch.bfloat16))
+            bias = None if linear.bias is None else linear.bias.detach().to(torch.bfloat16)
+            self.register_buffer("bias", bias)
+            self.in_features, self.out_features = in_f, out_f
+
+        def forward(self, x):
+            shape = x.shape
+            y = torch._weight_int4pack_mm_for_cpu(
+                x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight_int4, GROUP, self.scale_zero
+            ).reshape(*shape[:-1], self.out_features)
+            return y if self.bias is None else y + self.bias
+
+    class WeightInt8Head(nn.Module):
+        """The lm_head from int8 weights with one scale per output row; x in bf16.
+
+        The kernel returns bf16 logits, whose spacing near 25 is 0.125: greedy decoding then meets ties
+        that fp32 does not have (it turned "Paris." into "L'Etoile"). So the REFINE best logits are
+        recomputed in fp32 from the same int8 rows, a few thousand multiply-adds.
+        """
+
+        def __init__(self, linear: nn.Linear):
+            super().__init__()
+            w = linear.weight.detach().float()
+            scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-12)
+            self.register_buffer("weight_int8", torch.round(w / scale[:, None]).to(torch.int8).contiguous())
+            self.register_buffer("scale", scale)
+            self.in_features, self.out_features = w.shape[1], w.shape[0]
+
+        def forward(self, x):
+            shape = x.shape
+            x = x.reshape(-1, shape[-1]).to(torch.bfloat16).contiguous()
+            y = torch._weight_int8pack_mm(x, self.weight_int8, self.scale.to(torch.bfloat16)).float()
+            best = y.topk(REFINE, dim=-1).indices  # [tokens, REFINE]
+            rows = self.weight_int8[best].float() * self.scale[best][..., None]
+            y.scatter_(-1, best, torch.einsum("mk,mjk->mj", x.float(), rows))
+            return y.reshape(*shape[:-1], self.out_features)
+
+    return WeightInt4Linear, WeightInt8Head
+
+
+def unsupported_reason(mode: str, device: str) -> str | None:
+    """None if mode can run here, else why not (the caller then generates with the float model)."""
+    import torch
+
+    if mode == "none":
+        return None
+    if device != "cpu":
+        return f"quantize={mode!r} is a CPU option (device is {device})"
+    needed = ("_weight_int4pack_mm_for_cpu", "_convert_weight_to_int4pack_for_cpu", "_weight_int8pack_mm")
+    missing = [name for name in needed if not hasattr(torch, name)]
+    return f"torch {torch.__version__} lacks {', '.join(missing)}" if missing else None
+
+
+def quantize_in_place(model, mode: str = "int4"):
+    """Turn a float model nobody else uses into the int4 inference copy (see the module docstring).
+
+    Layers whose input size is not a multiple of GROUP stay bf16 Linear. Returns the model, in eval mode.
+    """
+    if mode != "int4":
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}; only 'int4' quantizes")
+    import torch
+    from torch import nn
+
+    int4, int8 = _modules()
+    head = model.get_output_embeddings()
+    with torch.no_grad():
+        # Replacing the (tied) lm_head module unties it: the embedding stays a bf16 lookup table.
+        for module in list(model.modules()):
+            for name, child in list(module.named_children()):
+                if type(child) is not nn.Linear:
+                    continue
+                if child is head:
+                    setattr(module, name, int8(child))
+                elif child.in_features % GROUP == 0:
+                    setattr(module, name, int4(child))
+        model.config.tie_word_embeddings = False
+        model.to(torch.bfloat16)
+    return model.eval()
+
+
+def merged_copy(model, peft_model=None, peft_name: str | None = None):
+    """A private float copy of what runs for one adapter: the base model (peft_name None) or base+adapter
+    with the LoRA weights merged in. The originals are only read, never changed."""
+    import copy
+
+    if peft_model is None:
+        return copy.deepcopy(model)
+    clone = copy.deepcopy(peft_model)
+    if peft_name is None:
+        return clone.unload()  # LoRA layers out, nothing merged: the plain base
+    clone.set_adapter(peft_name)
+    return clone.merge_and_unload(adapter_names=[peft_name])
