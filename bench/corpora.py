@@ -66,6 +66,23 @@ def manual_pages(html: Path, quick: bool) -> list[Path]:
     return tutorial + sorted((html / "library").glob("*.html"))[:LIBRARY_PAGES]
 
 
+def manual_docs(dest: Path) -> Path | None:
+    """The 57-page subset as a plain docs folder (tutorial/ and library/ copies), made once and reused.
+
+    Reproducible: the same package version gives the same pages and bytes. None when the manual
+    cannot be fetched (the reason is printed).
+    """
+    html = fetch_manual()
+    if html is None:
+        return None
+    pages = manual_pages(html, quick=False)
+    wanted = {p.relative_to(html).as_posix() for p in pages}
+    have = {p.relative_to(dest).as_posix() for p in dest.rglob("*.html")} if dest.is_dir() else set()
+    if have != wanted:  # copy_tree keeps the mtimes, so an index built on this folder stays reusable
+        copy_tree(pages, html, dest)
+    return dest
+
+
 def copy_tree(files: list[Path], root: Path, dest: Path) -> Path:
     """A private copy: the incremental benchmark edits files, and the sources must stay as they are."""
     if dest.exists():

@@ -141,7 +141,11 @@ class Answerer:
             return AnswerStream([], name, self._generate(messages, ref))
         self.retriever.reopen()  # cheap; follows a reindex that finished since the last question
         hits = self.retriever.retrieve(_retrieval_query(question, history), top_k=self.top_k)
-        if not hits or max(h.similarity for h in hits) < self.min_similarity:
+        if (
+            not hits
+            or max(h.similarity for h in hits) < self.min_similarity
+            or unmatched_names(question, hits)
+        ):
             return AnswerStream([], name, None, text=IDK)  # nothing relevant: don't let the model guess
         facts = [f.text for f in self.select_facts(question, hits, FACTS)] if self.select_facts else []
         messages = [
@@ -206,6 +210,38 @@ def ground(text: str, facts: list[str]) -> str:
     wanted = set(_checked(text))
     support = max(facts, key=lambda f: len(wanted & set(_TOKENS.findall(f))))  # ties: the better-ranked fact
     return f"{text}\n\n> {support}"
+
+
+# Words of a question that name something: identifiers (bz2.open, _thread, --flag, CRC-32), acronyms and
+# capitalised words that do not start a sentence.
+_WORD = re.compile(r"(?:--?)?[A-Za-z_][\w.-]*")
+_SENTENCE_START = re.compile(r"(^|[.!?]\s+)$")
+
+
+def question_names(question: str) -> list[str]:
+    names = []
+    for m in _WORD.finditer(question):
+        word = m.group().rstrip(".-")
+        if len(word) < 2:
+            continue
+        identifier = (
+            word.startswith("-")
+            or any(c in word[1:] for c in "._")
+            or (any(c.isdigit() for c in word) and any(c.isalpha() for c in word))
+        )
+        starts_sentence = bool(_SENTENCE_START.search(question[: m.start()]))
+        if identifier or word.isupper() or (any(c.isupper() for c in word) and not starts_sentence):
+            names.append(word)
+    return names
+
+
+def unmatched_names(question: str, hits) -> list[str]:
+    """Names the question asks about that no retrieved chunk mentions: the docs do not cover them (a
+    question about Kubernetes or functools.lru_cache can still be close in meaning to a Python manual)."""
+    text = " ".join(f"{h.title} {h.section} {h.text}" for h in hits).lower()
+    return [
+        n for n in question_names(question) if not re.search(rf"(?<!\w){re.escape(n.lower())}(?!\w)", text)
+    ]
 
 
 def cite(hits) -> list[Source]:

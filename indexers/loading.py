@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 from .config import SUPPORTED_SUFFIXES
 
 # Bump when parsing changes, so that an incremental build re-reads every document.
-LOADER_VERSION = 1
+LOADER_VERSION = 3
 
 
 @dataclass
@@ -156,58 +156,13 @@ def _txt_to_markdown(text: str) -> str:
     return "\n".join(out)
 
 
-# --- HTML -----------------------------------------------------------------------------------------
-
-_BOILERPLATE_TAGS = [
-    "script",
-    "style",
-    "noscript",
-    "nav",
-    "header",
-    "footer",
-    "aside",
-    "form",
-    "iframe",
-    "svg",
-    "button",
-    "template",
-]
-_BOILERPLATE_HINT = re.compile(
-    r"(^|[\s_-])(nav|navbar|navigation|menu|breadcrumbs?|cookie|consent|banner|footer|sidebar|sphinxsidebar|"
-    r"related|skip|toc|headerlink|social|share|subscribe|advert|ads)([\s_-]|$)",
-    re.I,
-)
+# --- HTML (indexers/html.py) ----------------------------------------------------------------------
 
 
 def _load_html(text: str, rel_path: str) -> LoadedDoc:
-    from bs4 import BeautifulSoup
+    from .html import html_to_markdown
 
-    soup = BeautifulSoup(text, "html.parser")
-    title_tag = soup.find("title")
-    title = title_tag.get_text(" ", strip=True) if title_tag else None
-    url = None
-    canonical = soup.find("link", rel="canonical") or soup.find("meta", property="og:url")
-    if canonical is not None:
-        url = canonical.get("href") or canonical.get("content")
-    for tag in soup.find_all(_BOILERPLATE_TAGS):
-        tag.decompose()
-    for tag in soup.find_all(True):
-        if tag.decomposed or tag.attrs is None:
-            continue
-        hints = " ".join([tag.get("id") or "", " ".join(tag.get("class") or []), tag.get("role") or ""])
-        if tag.get("role") in ("navigation", "banner", "contentinfo") or (
-            hints.strip() and _BOILERPLATE_HINT.search(hints)
-        ):
-            tag.decompose()
-    body = soup.find("main") or soup.find(attrs={"role": "main"}) or soup.find("article") or soup.body or soup
-    for level in range(1, 7):
-        for h in body.find_all(f"h{level}"):
-            h.replace_with(f"\n\n{'#' * level} {h.get_text(' ', strip=True)}\n\n")
-    for br in body.find_all("br"):
-        br.replace_with("\n")
-    content = body.get_text("\n")
-    content = re.sub(r"[ \t\r\f\v]+", " ", content)
-    content = re.sub(r"\n\s*\n\s*(\n\s*)+", "\n\n", content)
+    content, title, url = html_to_markdown(text)
     return _from_markdown(content, rel_path, title=title, url=url)
 
 

@@ -25,6 +25,16 @@ class Hit:
     similarity: float  # cosine similarity of question and chunk: the relevance
 
 
+class Hits(list):
+    """Hits, best first, with the query they answer and its embedding, so that a caller that needs the
+    query's vector again (indexers.facts) does not embed the same text twice."""
+
+    def __init__(self, hits=(), query: str = "", query_vector: list[float] | None = None):
+        super().__init__(hits)
+        self.query = query
+        self.query_vector = query_vector
+
+
 class NoIndexError(StoreError):
     pass
 
@@ -65,7 +75,7 @@ class Retriever:
             self._gen = _Generation(self.store, current, self.cfg.candidates)
             return True
 
-    def retrieve(self, query: str, top_k: int | None = None) -> list[Hit]:
+    def retrieve(self, query: str, top_k: int | None = None) -> Hits:
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
         top_k = top_k or self.cfg.top_k
@@ -75,7 +85,7 @@ class Retriever:
         query_vec = self.embed_model.get_query_embedding(query)
         n = min(self.cfg.candidates, gen.collection.count())
         if n == 0:
-            return []
+            return Hits([], query, query_vec)
         dense = gen.collection.query(
             query_embeddings=[query_vec], n_results=n, include=["documents", "metadatas", "distances"]
         )
@@ -101,7 +111,7 @@ class Retriever:
             ):
                 rows[i] = (m, doc)
                 sims[i] = float(sum(a * b for a, b in zip(query_vec, vec, strict=True)))  # both unit length
-        hits = []
+        hits = Hits([], query, query_vec)
         for node_id in best:
             meta, doc = rows[node_id]
             node = metadata_dict_to_node(meta, text=doc)

@@ -47,3 +47,36 @@ def test_a_follow_up_uses_the_thread(acme_services):
     assert followed.sources[0].file == "it/helpdesk-faq.html"
     assert [s.file for s in alone.sources] != [s.file for s in followed.sources]
     followed.result(), alone.result()  # finish both generations
+
+
+def test_names_in_a_question_must_be_in_what_was_retrieved():
+    from types import SimpleNamespace
+
+    from bot.answer import question_names, unmatched_names
+
+    assert question_names("What does the --frozen-lockfile flag of yarn do?") == ["--frozen-lockfile"]
+    assert question_names("How do I make an empty set? Does {} work?") == []  # "Does" starts a sentence
+    assert question_names("Which ArgumentParser option uses CRC-32 and bz2.open on Windows?") == [
+        "ArgumentParser",
+        "CRC-32",
+        "bz2.open",
+        "Windows",
+    ]
+    hits = [SimpleNamespace(title="bz2", section="bz2.open", text="bz2.open(filename, compresslevel=9)")]
+    assert unmatched_names("What is the default level of bz2.open?", hits) == []
+    assert unmatched_names("What is the default maxsize of functools.lru_cache?", hits) == [
+        "functools.lru_cache"
+    ]
+    assert unmatched_names("Which port does the Kubernetes API use?", hits) == ["Kubernetes", "API"]
+    assert unmatched_names("Does bz2 work on Windows?", hits) == ["Windows"]
+
+
+def test_an_off_corpus_name_is_refused_without_calling_the_model(acme_services):
+    answerer = acme_services.answerer
+    question = "Which port does Gutter terminate TLS on in Kubernetes?"
+    answerer.retriever.reopen()
+    hits = answerer.retriever.retrieve(question, top_k=answerer.top_k)
+    assert max(h.similarity for h in hits) >= answerer.min_similarity  # close enough in meaning to answer
+    stream = answerer.stream(question)
+    assert stream.refused and stream.sources == []  # refused before the model was called
+    assert stream.result().text == IDK

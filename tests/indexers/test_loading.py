@@ -73,3 +73,40 @@ def test_unsupported_and_hidden_files(tmp_path: Path):
     assert [p.name for p in list_files(tmp_path)] == ["data.xlsx"]
     with pytest.raises(SkipFile, match=r"unsupported file type '\.xlsx' \(supported: \.md"):
         load_file(tmp_path / "data.xlsx", "data.xlsx")
+
+
+SPHINX_PAGE = """<html><head><title>bisect — Array bisection algorithm</title></head><body>
+<div class="sphinxsidebar">Table of contents</div>
+<div role="main"><section><h1>bisect — Array bisection<a class="headerlink" href="#b">¶</a></h1>
+<p>This module keeps a list in <em>sorted</em> order
+without sorting it <a href="#x"><code class="xref">after</code></a> each insertion. It is fast.</p>
+<div class="toctree-wrapper"><ul><li><a href="#a">bisect_left()</a></li></ul></div>
+<div class="highlight"><pre><span class="c1"># a comment, not a heading</span>
+<span class="n">x</span> = 1
+</pre></div>
+<table><tr><th><p>Code</p></th><th><p>Type</p></th></tr>
+<tr><td><p>'b'</p></td><td><p>signed char</p></td></tr></table>
+<ul><li><p>Kbd: <kbd>Control</kbd>-<kbd>Z</kbd> exits.</p></li></ul>
+<dl class="py function"><dt class="sig" id="bisect.bisect_left">\
+<span class="sig-name">bisect_left</span>(<em>a</em>, <em>lo</em>=<span>0</span>)\
+<a class="headerlink" href="#bisect.bisect_left">¶</a></dt>
+<dd><p>Locate the insertion point.</p></dd></dl>
+</section></div></body></html>"""
+
+
+def test_html_inline_markup_joins_and_api_entries_become_sections(tmp_path: Path):
+    (tmp_path / "bisect.html").write_text(SPHINX_PAGE)
+    doc = load_file(tmp_path / "bisect.html", "bisect.html")
+    sections = dict(doc.sections)
+    assert list(sections) == ["bisect — Array bisection", "bisect.bisect_left(a, lo=0)"]
+    intro = sections["bisect — Array bisection"].split("\n\n")
+    # Inline tags (<em>, <a>, <code>) no longer break a sentence over several lines.
+    assert intro[0] == (
+        "This module keeps a list in sorted order without sorting it after each insertion. It is fast."
+    )
+    assert " # a comment, not a heading\n x = 1" in intro  # code keeps its lines, comments stay text
+    assert "Code | Type" in intro and "'b' | signed char" in intro  # a table row is one line
+    assert "- Kbd: Control-Z exits." in intro
+    assert not any("Table of contents" in p or "bisect_left()" in p for p in intro)  # sidebar, toctree
+    # The heading is the qualified signature (anchor + defaults); the body keeps the signature as shown.
+    assert sections["bisect.bisect_left(a, lo=0)"] == "bisect_left(a, lo=0)\n\nLocate the insertion point."
