@@ -26,7 +26,7 @@ class IndexConfig:
     dense_weight: float = 1.0  # reciprocal-rank-fusion weights
     bm25_weight: float = 1.0
     rrf_k: int = 60  # the constant from Cormack et al.; dampens the head of each ranking
-    candidates: int = 20  # per retriever, before fusion
+    candidates: int = 40  # per retriever, before fusion; 20 ranked worse on python3.11-doc (BENCHMARKS.md)
     keep_generations: int = 2  # the current one and the one before it (answers may still be reading it)
     show_progress: bool = True
 
