@@ -2,8 +2,9 @@
 
 `VectorStoreIndex.from_documents(SimpleDirectoryReader(docs).load_data())` with the default in-memory
 SimpleVectorStore, persisted to disk as the tutorial's next step does (ours persists too). The embedder
-is the very same HuggingFaceEmbedding object our indexer uses, passed explicitly: llama_index Settings
-are never touched. The splitter is passed explicitly as well, but it is the default one
+is a plain LlamaIndex HuggingFaceEmbedding on the same weights (tutorial_embed_model: fp32, batch 64,
+what our indexer itself used before it had backends), passed explicitly: llama_index Settings are never
+touched. The splitter is passed explicitly as well, but it is the default one
 (SentenceSplitter(), 1024 cl100k tokens, overlap 200): cl100k ships inside llama-index-core, so this
 needs no network.
 
@@ -18,6 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .common import Timer
+
+
+def tutorial_embed_model(batch_size: int = 64):
+    """HuggingFaceEmbedding as the tutorial writes it, on the bundled weights, with our batch size."""
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    from indexers import BUNDLED_EMBED_MODEL
+    from indexers.embedding import resolve_embed_model
+
+    model = HuggingFaceEmbedding(
+        model_name=resolve_embed_model(BUNDLED_EMBED_MODEL), device="cpu", embed_batch_size=batch_size
+    )
+    model.get_text_embedding_batch(["warm-up text for the embedder"] * 16)  # as Context.embed_model does
+    return model
 
 
 @dataclass

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     home: Path = Field(Path("var"), description="data directory: index, adapters, jobs database, model cache")
     docs_dir: Path = Field(Path("examples/acme/docs"), description="folder of documents to index")
     embed_model: str = Field(BUNDLED_EMBED_MODEL, description="sentence-transformers name or path")
+    embed_backend: str = Field(
+        "auto", pattern="^(auto|fp32|bf16)$", description="auto (bf16 if the CPU has it), fp32 or bf16"
+    )
     base_model: str = Field(BUNDLED_BASE_MODEL, description="HF id or local path of the base LLM")
     adapter: str = Field("current", description="adapter: 'current' (registry), 'none', a name or a path")
     chroma_url: str | None = Field(None, description="Chroma server URL; unset: embedded under home")
@@ -136,6 +139,7 @@ class Settings(BaseSettings):
             data_dir=self.home,
             docs_dir=self.docs_dir,
             embed_model=self.embed_model,
+            embed_backend=self.embed_backend,
             chroma_url=self.chroma_url,
             chunk_size=self.chunk_size,
             chunk_overlap=self.chunk_overlap,

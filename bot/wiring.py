@@ -46,7 +46,7 @@ class Services:
     def embed_model(self):
         from indexers import load_embed_model
 
-        return load_embed_model(self.settings.embed_model)
+        return load_embed_model(self.settings.embed_model, backend=self.settings.embed_backend)
 
     @functools.cached_property
     def index_config(self):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .chunking import chunk_document, make_splitter
 from .config import IndexConfig
-from .embedding import embed_tokenizer
+from .embedding import embed_tokenizer, embedder_backend
 from .loading import LOADER_VERSION, SkipFile, list_files, load_file
 from .store import BM25_DIR, MANIFEST, GenerationStore, bm25_retriever_class, write_json_atomic
 
@@ -81,6 +81,7 @@ class Indexer:
         """Anything that changes what a chunk or its vector is; a change means a full re-embed."""
         return {
             "embed_model": self.cfg.embed_model,
+            "embed_backend": embedder_backend(self.embed_model),  # bf16 and fp32 vectors never mix
             "chunk_size": self.cfg.chunk_size,
             "chunk_overlap": self.cfg.chunk_overlap,
             "loader": LOADER_VERSION,
@@ -117,7 +118,6 @@ class Indexer:
         return handle  # closing the file releases the lock
 
     def _build(self, files: list[Path], progress: Progress | None, full: bool) -> IndexReport:
-        from llama_index.core.vector_stores.utils import metadata_dict_to_node
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
         report = IndexReport()
@@ -147,8 +147,20 @@ class Indexer:
         docs: dict[str, dict] = {}
         pending: list = []
         first_pending = 0  # index of the first file whose chunks wait to be embedded
-        all_nodes: list = []
+        nodes_of: dict[str, list] = {}  # file -> its nodes, for BM25, in file order whatever came first
+        late: list[str] = []  # files that broke and keep their last good version
         total = len(files)
+        # Unchanged files first: all their chunks are copied with their vectors in a few large Chroma writes
+        # (one write per file made that copy most of an incremental build).
+        digests: dict[str, str | OSError] = {}
+        for path in files:
+            rel = path.relative_to(self.cfg.docs_dir).as_posix()
+            try:
+                digests[rel] = file_hash(path)
+            except OSError as e:
+                digests[rel] = e
+        same = [rel for rel, digest in digests.items() if old_docs.get(rel, {}).get("hash") == digest]
+        nodes_of.update(self._copy(old_collection, collection, {rel: old_docs[rel] for rel in same}))
 
         def flush() -> None:
             nonlocal pending
@@ -166,27 +178,26 @@ class Indexer:
         def skip(rel: str, reason: str, prior: dict | None) -> None:
             if prior:  # a file that broke keeps its last good version: nothing indexed is lost
                 reason += "; kept the previously indexed version"
-                keep(rel, prior)
+                late.append(rel)
+                docs[rel] = prior
             report.skipped.append((rel, reason))
-
-        def keep(rel: str, prior: dict) -> None:
-            all_nodes.extend(self._copy(old_collection, collection, prior["chunks"], metadata_dict_to_node))
-            docs[rel] = prior
 
         for i, path in enumerate(files, 1):
             rel = path.relative_to(self.cfg.docs_dir).as_posix()
             prior = old_docs.get(rel)
             try:
-                digest = file_hash(path)
-                if prior and prior["hash"] == digest:
+                digest = digests[rel]
+                if isinstance(digest, OSError):
+                    raise digest
+                if rel in nodes_of:  # unchanged, already copied
                     report.unchanged.append(rel)
-                    keep(rel, prior)
+                    docs[rel] = prior
                 else:
                     nodes = chunk_document(load_file(path, rel), splitter, digest)
                     (report.changed if prior else report.added).append(rel)
                     docs[rel] = {"hash": digest, "chunks": [n.node_id for n in nodes]}
                     pending.extend(nodes)
-                    all_nodes.extend(nodes)
+                    nodes_of[rel] = nodes
             except OSError as e:
                 skip(rel, f"unreadable: {e.strerror or e}", prior)
             except SkipFile as e:
@@ -200,6 +211,10 @@ class Indexer:
             if progress:  # a file is done once its chunks are stored
                 progress(first_pending - 1 if pending else i, total)
         flush()
+        nodes_of.update(self._copy(old_collection, collection, {rel: old_docs[rel] for rel in late}))
+        all_nodes = [
+            n for path in files for n in nodes_of.get(path.relative_to(self.cfg.docs_dir).as_posix(), [])
+        ]
         if progress:
             progress(total, total)
         report.removed = sorted(set(old_docs) - set(docs) - {f for f, _ in report.skipped})
@@ -226,19 +241,27 @@ class Indexer:
         self.store.cleanup()
         return report
 
-    @staticmethod
-    def _copy(old_collection, new_collection, ids: list[str], to_node) -> list:
-        """Move chunks with their stored vectors into the new generation: no re-embedding."""
-        if not ids:
-            return []
-        got = old_collection.get(ids=ids, include=["embeddings", "documents", "metadatas"])
-        new_collection.add(
-            ids=got["ids"],
-            embeddings=got["embeddings"],
-            documents=got["documents"],
-            metadatas=got["metadatas"],
-        )
-        return [to_node(m, text=d) for m, d in zip(got["metadatas"], got["documents"], strict=True)]
+    def _copy(self, old_collection, new_collection, prior: dict[str, dict]) -> dict[str, list]:
+        """Copy files' chunks with their stored vectors into the new generation: no re-embedding.
+
+        Few large writes: each Chroma add has a fixed cost (log write, index update), and one add per
+        file made the copy most of an incremental build. Returns each file's nodes, in chunk order."""
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        ids = [chunk for doc in prior.values() for chunk in doc["chunks"]]
+        step = min(self.store.client.get_max_batch_size(), 4096)
+        node_of = {}
+        for i in range(0, len(ids), step):
+            got = old_collection.get(ids=ids[i : i + step], include=["embeddings", "documents", "metadatas"])
+            new_collection.add(
+                ids=got["ids"],
+                embeddings=got["embeddings"],
+                documents=got["documents"],
+                metadatas=got["metadatas"],
+            )
+            for id_, meta, text in zip(got["ids"], got["metadatas"], got["documents"], strict=True):
+                node_of[id_] = metadata_dict_to_node(meta, text=text)
+        return {rel: [node_of[c] for c in doc["chunks"] if c in node_of] for rel, doc in prior.items()}
 
     def _write_bm25(self, gen: str, nodes: list) -> None:
         retriever = bm25_retriever_class().from_defaults(nodes=nodes, similarity_top_k=self.cfg.candidates)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BUNDLED_EMBED_MODEL = "bundled:all-MiniLM-L6-v2"
+EMBED_BACKENDS = ("auto", "fp32", "bf16")  # see indexers/embedding.py
 
 # Everything the loader understands; anything else in the docs folder is reported as skipped.
 SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf", ".docx")
@@ -16,6 +17,7 @@ class IndexConfig:
     data_dir: Path
     docs_dir: Path
     embed_model: str = BUNDLED_EMBED_MODEL
+    embed_backend: str = "auto"  # auto: bf16 where the CPU has native bfloat16, else fp32
     chroma_url: str | None = None  # unset: embedded PersistentClient under data_dir
     collection_prefix: str = "expertbot"  # namespaces our collections on a shared Chroma server
     chunk_size: int = 180  # in embedder tokens; all-MiniLM-L6-v2 truncates past 256
@@ -48,6 +50,10 @@ class IndexConfig:
             raise ValueError(
                 f"dense_weight and bm25_weight must be >= 0 and not both 0, "
                 f"got {self.dense_weight!r} and {self.bm25_weight!r}"
+            )
+        if self.embed_backend not in EMBED_BACKENDS:
+            raise ValueError(
+                f"embed_backend must be one of {', '.join(EMBED_BACKENDS)}, got {self.embed_backend!r}"
             )
         if self.keep_generations < 1:
             raise ValueError(f"keep_generations must be at least 1, got {self.keep_generations!r}")
