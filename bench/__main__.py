@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 # Module per benchmark, in running order: cheap ones first, so a --quick smoke fails fast.
-BENCHMARKS = ("embed", "index", "retrieval", "generation")
+BENCHMARKS = ("embed", "index", "retrieval", "generation", "train")
 ALIASES = {"ask": ("retrieval", "generation")}
 
 
