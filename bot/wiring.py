@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from pathlib import Path
 
 from .config import Settings
@@ -35,36 +36,68 @@ class AdapterNotFoundError(ValueError):
     pass
 
 
+def _built_once(method):
+    """Like functools.cached_property, but the first build holds the Services lock, so a warm-up thread
+    and the first question never load the same model twice (cached_property stopped locking in 3.12).
+    The value lives in the instance __dict__ under the same name, where tests may also put one."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def get(self):
+        if name not in self.__dict__:
+            with self._build_lock:  # re-entrant: building the answerer builds the retriever, ...
+                if name not in self.__dict__:
+                    self.__dict__[name] = method(self)
+        return self.__dict__[name]
+
+    return property(get)
+
+
 class Services:
     def __init__(self, settings: Settings):
         offline_environment()
         quiet_libraries()
         self.settings = settings
+        self._build_lock = threading.RLock()
         settings.home.mkdir(parents=True, exist_ok=True)
 
-    @functools.cached_property
+    def warm_up(self) -> None:
+        """Load what the first question needs (embedder, index, LLM, the current adapter's fast copy), so
+        that its asker does not wait for it. A failure only logs: the question itself will report it."""
+        try:
+            self.embed_model.get_query_embedding("warm-up")
+            hello = [{"role": "user", "content": "Hello"}]
+            self.generator.generate(hello, adapter=self.resolve_adapter(), max_new_tokens=1)
+            self.answerer.retriever.reopen()  # last: with no index yet, the models are still warm
+            log.info("models loaded: ready for questions")
+        except Exception as err:  # noqa: BLE001 - warming up is best effort by design
+            log.warning(
+                "warm-up did not finish (%s); the first question loads what it needs", type(err).__name__
+            )
+
+    @_built_once
     def embed_model(self):
         from indexers import load_embed_model
 
         return load_embed_model(self.settings.embed_model, backend=self.settings.embed_backend)
 
-    @functools.cached_property
+    @_built_once
     def index_config(self):
         return self.settings.index_config()
 
-    @functools.cached_property
+    @_built_once
     def store(self):
         from indexers import GenerationStore
 
         return GenerationStore(self.index_config)
 
-    @functools.cached_property
+    @_built_once
     def indexer(self):
         from indexers import Indexer
 
         return Indexer(self.index_config, self.embed_model, self.store)
 
-    @functools.cached_property
+    @_built_once
     def retriever(self):
         from indexers import Retriever
 
@@ -73,19 +106,19 @@ class Services:
     def reopen_retriever(self) -> bool:
         return self.retriever.reopen()
 
-    @functools.cached_property
+    @_built_once
     def generator(self):
         from adapters.generate import Generator
 
         return Generator(self.settings.base_model_config())
 
-    @functools.cached_property
+    @_built_once
     def registry(self):
         from adapters.registry import AdapterRegistry
 
         return AdapterRegistry(self.settings.home / "adapters")
 
-    @functools.cached_property
+    @_built_once
     def answerer(self):
         from .answer import Answerer
 

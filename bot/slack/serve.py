@@ -130,6 +130,12 @@ def serve_until_interrupted(server, on_close=None) -> None:
             on_close()
 
 
+def _warm_up_in_background(services) -> None:
+    # Loading the models takes seconds (more with an adapter's fast copy to build): do it while the bot
+    # starts listening, not in the first asker's time. Services builds each part once, under a lock.
+    threading.Thread(target=services.warm_up, name="expertbot-warm-up", daemon=True).start()
+
+
 def serve(services, http: bool = False, host: str = "127.0.0.1", port: int = 3000) -> None:
     """Run the bot until interrupted. See the module docstring for how the mode is chosen."""
     settings = services.settings
@@ -137,11 +143,13 @@ def serve(services, http: bool = False, host: str = "127.0.0.1", port: int = 300
     if mode == "playground":
         from bot.playground import run_playground
 
+        _warm_up_in_background(services)
         run_playground(services, host=host, port=port)
         return
     token, signing_secret, app_token = check_credentials(settings, mode)
     client = verified_client(token, settings.slack_api_url)
     app = build_app(services, client=client, signing_secret=signing_secret or "")
+    _warm_up_in_background(services)  # only once the credentials are known to work
     if mode == "http":
         server = make_http_server(app, host, port)
         log.info("expertbot listening on http://%s:%d%s", host, server.server_address[1], EVENTS_PATH)

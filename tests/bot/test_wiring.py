@@ -1,0 +1,38 @@
+"""The composition root: parts are built once, even when a warm-up thread and a question race for them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from bot.config import load_settings
+from bot.wiring import Services
+
+
+def test_warm_up_loads_the_models_and_races_build_nothing_twice(fresh_home, embed_model, caplog):
+    # An empty home: no index yet, so the warm-up gets as far as the models, then says why it stopped.
+    services = Services(load_settings(home=fresh_home, docs_dir=fresh_home / "docs", quantize="none"))
+    services.__dict__["embed_model"] = embed_model
+    got, start = [], threading.Barrier(4)
+
+    def first_question():
+        start.wait()
+        got.append(services.generator)
+
+    askers = [threading.Thread(target=first_question) for _ in range(3)]
+    for t in askers:
+        t.start()
+    start.wait()
+    with caplog.at_level(logging.INFO, logger="bot.wiring"):
+        services.warm_up()
+    for t in askers:
+        t.join()
+    assert len({id(g) for g in got}) == 1 and got[0] is services.generator
+    assert services.generator._model is not None  # loaded by the warm-up, not by the first question
+    assert "warm-up did not finish (NoIndexError)" in caplog.text
+
+
+def test_warm_up_over_an_index_reports_ready(acme_services, caplog):
+    with caplog.at_level(logging.INFO, logger="bot.wiring"):
+        acme_services.warm_up()
+    assert "ready for questions" in caplog.text and "did not finish" not in caplog.text
