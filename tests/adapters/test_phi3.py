@@ -18,7 +18,8 @@ TEXT = "At Acme a fleet is a Kubernetes cluster and a skipper is its on-call eng
 
 
 def _cfg() -> ModelConfig:
-    return ModelConfig(device="cpu", max_new_tokens=8)
+    # The float model itself: these tests hook its lm_head, which an int4 copy would not run.
+    return ModelConfig(device="cpu", max_new_tokens=8, quantize="none")
 
 
 def test_lora_wraps_exactly_the_phi3_projections(tiny_phi3):
