@@ -62,6 +62,33 @@ def use_qlora(cfg: TrainConfig, device: str) -> bool:
     return device == "cuda" if cfg.qlora is None else cfg.qlora
 
 
+def native_bf16(device: str) -> bool:
+    """True where bf16 matmuls run natively: CUDA with bf16, CPUs with avx512_bf16 or AMX (oneDNN)."""
+    import torch
+
+    try:
+        if device == "cuda":
+            return bool(torch.cuda.is_bf16_supported())
+        return device == "cpu" and bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(cfg: TrainConfig, device: str) -> bool:
+    """bf16 autocast for this run: cfg.bf16, or (None) where the device has it natively."""
+    if cfg.bf16 is None:
+        return native_bf16(device)
+    if cfg.bf16 and device == "cuda" and not native_bf16(device):
+        raise ModelSetupError(
+            "bf16=True, but this CUDA GPU has no bf16 (Ampere or newer has); set bf16=False"
+        )
+    if cfg.bf16 and device == "cpu" and not native_bf16(device):
+        log.warning("bf16=True on a CPU without native bf16 (avx512_bf16 or AMX): emulated, slower than fp32")
+    return cfg.bf16
+
+
 def check_qlora_supported(device: str) -> None:
     """Fail early and clearly when bitsandbytes cannot do 4-bit NF4 on this device."""
     try:
@@ -163,7 +190,6 @@ def train_lora(
     `model` must already be loaded 4-bit when qlora is True (see retrain()). Checkpoints live in
     work_dir/checkpoints; a run with the same dataset and settings resumes from the newest complete one.
     """
-    import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments
 
@@ -180,10 +206,6 @@ def train_lora(
     run_file.write_text(json.dumps(run, sort_keys=True))
     checkpoint = last_complete_checkpoint(ckpt_dir) if resume else None
 
-    if getattr(model, "is_quantized", False) and getattr(model, "hf_quantizer", None) is None:
-        # A GGUF model right after conversion: dequantized fp32 weights, but still flagged as quantized,
-        # which makes Trainer refuse it. The weights are plain tensors, so clear the stale flag.
-        model.is_quantized = False
     targets = lora_target_modules(model, cfg.target_modules)
     if qlora:
         # Casts norms to fp32 and enables input grads; gradient checkpointing costs speed we don't need.
@@ -228,7 +250,7 @@ def train_lora(
         greater_is_better=False,
         report_to="none",
         use_cpu=device == "cpu",
-        bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
+        bf16=use_bf16(cfg, device),  # autocast only: the weights, LoRA and saved adapter stay fp32
         seed=cfg.seed,
         data_seed=cfg.seed,
         remove_unused_columns=False,
@@ -255,6 +277,9 @@ def train_lora(
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.monotonic() - start
     state = trainer.state
+    # Under mixed precision accelerate wrapped forward in autocast; restore it, so evaluation and the
+    # caller run the model the way a reloaded adapter runs (fp32).
+    model = trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
 
     adapter_dir = work_dir / "adapter"
     shutil.rmtree(adapter_dir, ignore_errors=True)

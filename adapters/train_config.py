@@ -35,6 +35,9 @@ class TrainConfig:
     lora_dropout: float = 0.05
     target_modules: list[str] | None = field(default=None, metadata={"help": "None = per architecture"})
     qlora: bool | None = field(default=None, metadata={"help": "4-bit NF4 base; None = on CUDA only"})
+    # bf16 autocast (weights, LoRA and the saved adapter stay fp32). None = where the device runs bf16
+    # natively: CUDA with bf16, CPUs with avx512_bf16 or AMX.
+    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision; None = where native"})
     max_length: int = 256
     eval_steps: int | None = field(
         default=None, metadata={"help": "evaluate/save every N steps; None = per epoch"}
@@ -110,6 +113,10 @@ class TrainConfig:
             raise ValueError(f"self_distill_general must be a bool, got {self.self_distill_general!r}")
         if self.qlora not in (None, True, False):
             raise ValueError(f"qlora must be True, False or None (= CUDA only), got {self.qlora!r}")
+        if not (self.bf16 is None or isinstance(self.bf16, bool)):
+            raise ValueError(
+                f"bf16 must be True, False or None (= where the device has native bf16), got {self.bf16!r}"
+            )
         if self.system_prompt is not None and (
             not isinstance(self.system_prompt, str) or not self.system_prompt
         ):

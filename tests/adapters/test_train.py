@@ -47,6 +47,7 @@ def write_glossary(path: Path, rows) -> Path:
         ({"name": "acme-v2"}, "name must not end in -v<N>"),
         ({"target_modules": []}, "override must be a non-empty list"),
         ({"qlora": "yes"}, "qlora must be True, False or None"),
+        ({"bf16": 1}, "bf16 must be True, False or None"),
         ({"save_total_limit": 1}, "save_total_limit must be >= 2"),
         ({"templates_per_term": 0}, "templates_per_term must be a positive integer or None, got 0"),
         ({"system_prompt": ""}, "system_prompt must be a non-empty string or None"),
