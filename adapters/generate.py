@@ -2,8 +2,9 @@
 
 One model serves every request, so a lock serialises generation; the adapter is picked while holding
 it, which means an answer always finishes on the adapter it started with. With cfg.quantize="int4",
-stream() runs a merged, 4-bit copy per adapter (built under the lock on its first answer, so an answer in
-flight keeps its own copy); logits() and perplexity() always use the float model.
+stream() runs a 4-bit copy per adapter, with its LoRA kept beside the 4-bit weights (built under the lock
+on its first answer, so an answer in flight keeps its own copy); logits() and perplexity() always use the
+float model.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class Generator:
         self._peft = None  # the PeftModel around _model once an adapter is loaded
         self._adapters: dict[str, tuple[Path, str]] = {}  # name -> (resolved path, peft adapter name)
         self._loaded = 0
-        # quantize="int4": per adapter (None = base) a merged, quantized copy that stream() runs.
+        # quantize="int4": per adapter (None = base) a quantized copy (LoRA kept unmerged) that stream() runs.
         self._fast: OrderedDict[tuple | None, object] = OrderedDict()
         self._fast_off: str | None = None  # why quantize is not in use, once that is known
         self._lock = threading.Lock()  # one generation at a time
@@ -196,7 +197,7 @@ class Generator:
         'none' or cannot run here. Caller holds the lock and has loaded adapter with _use."""
         if self.cfg.quantize == "none" or self._fast_off:
             return None
-        from adapters.quantize import merged_copy, quantize_in_place, unsupported_reason
+        from adapters.quantize import inference_copy, quantize_in_place, unsupported_reason
 
         key = None if adapter is None else self._adapters[adapter.name]
         if key in self._fast:
@@ -210,7 +211,9 @@ class Generator:
             return None
         log.info("building the %s copy for %s", self.cfg.quantize, adapter.name if adapter else "the base")
         try:
-            fast = quantize_in_place(merged_copy(self._model, self._peft, key and key[1]), self.cfg.quantize)
+            fast = quantize_in_place(
+                inference_copy(self._model, self._peft, key and key[1]), self.cfg.quantize
+            )
         except Exception as err:  # an architecture or kernel the CPU int4 path cannot take
             self._fast_off = f"building the {self.cfg.quantize} copy failed ({err})"
             log.warning("generating with the unquantized model: %s", self._fast_off)

@@ -10,8 +10,10 @@ so re-packing them loses only bf16 rounding of the scales; its embedding (the ti
 4 bits would blur, hence int8 there. torch's dynamic int8 quantization was tried and dropped: it also
 rounds the activations to int8, and SmolLM2's answers fell apart (see BENCHMARKS.md).
 
-The copy is for inference only: it cannot be trained or wrapped by peft. Merge an adapter into a float
-copy first, then quantize it in place (adapters.generate does that).
+The copy is for inference only: it cannot be trained or wrapped by peft. An adapter's LoRA is not merged
+into the 4-bit weights (its delta is smaller than one 4-bit step and would mostly round away: a trained
+adapter's answers were lost that way); each int4 layer keeps the adapter's low-rank A and B beside it
+(inference_copy, then quantize_in_place; adapters.generate does both).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def _modules():
     class WeightInt4Linear(nn.Module):
         """linear(x) from 4-bit weights, asymmetric groups of GROUP inputs; x in bf16."""
 
-        def __init__(self, linear: nn.Linear):
+        def __init__(self, linear: nn.Linear, lora=None):
             super().__init__()
             out_f, in_f = linear.weight.shape
             w = linear.weight.detach().float().reshape(out_f, in_f // GROUP, GROUP)
@@ -46,13 +48,24 @@ def _modules():
             self.register_buffer("scale_zero", scale_zero.to(torch.bfloat16))
             bias = None if linear.bias is None else linear.bias.detach().to(torch.bfloat16)
             self.register_buffer("bias", bias)
+            # An adapter's LoRA stays a separate low-rank path (lora_b already times its scaling): merged
+            # into the weights, its small delta would be below one 4-bit step and mostly rounded away.
+            a, b = (
+                (None, None)
+                if lora is None
+                else (lora[0].detach().float(), lora[1].detach().float() * lora[2])
+            )
+            self.register_buffer("lora_a", a)
+            self.register_buffer("lora_b", b)
             self.in_features, self.out_features = in_f, out_f
 
         def forward(self, x):
             shape = x.shape
-            y = torch._weight_int4pack_mm_for_cpu(
-                x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight_int4, GROUP, self.scale_zero
-            ).reshape(*shape[:-1], self.out_features)
+            x = x.reshape(-1, shape[-1]).to(torch.bfloat16)
+            y = torch._weight_int4pack_mm_for_cpu(x, self.weight_int4, GROUP, self.scale_zero)
+            if self.lora_a is not None:  # r is 8-16: a few thousand multiply-adds, in fp32
+                y = y + ((x.float() @ self.lora_a.float().T) @ self.lora_b.float().T).to(y.dtype)
+            y = y.reshape(*shape[:-1], self.out_features)
             return y if self.bias is None else y + self.bias
 
     class WeightInt8Head(nn.Module):
@@ -123,15 +136,33 @@ def quantize_in_place(model, mode: str = "int4"):
     return model.eval()
 
 
-def merged_copy(model, peft_model=None, peft_name: str | None = None):
-    """A private float copy of what runs for one adapter: the base model (peft_name None) or base+adapter
-    with the LoRA weights merged in. The originals are only read, never changed."""
+def inference_copy(model, peft_model=None, peft_name: str | None = None):
+    """A private copy of what runs for one adapter, ready for quantize_in_place: the base model
+    (peft_name None), or the base with each LoRA layer already turned into an int4 layer that keeps the
+    adapter's low-rank path beside it. The originals are only read, never changed."""
     import copy
 
     if peft_model is None:
         return copy.deepcopy(model)
     clone = copy.deepcopy(peft_model)
     if peft_name is None:
-        return clone.unload()  # LoRA layers out, nothing merged: the plain base
+        return clone.unload()  # LoRA layers out: the plain base
+    from peft.tuners.lora import LoraLayer
+    from torch import nn
+
+    int4, _ = _modules()
+    for module in list(clone.modules()):
+        for name, child in list(module.named_children()):
+            if not isinstance(child, LoraLayer) or peft_name not in child.lora_A:
+                continue
+            base = child.get_base_layer()
+            if type(base) is nn.Linear and base.in_features % GROUP == 0:
+                lora = (
+                    child.lora_A[peft_name].weight,
+                    child.lora_B[peft_name].weight,
+                    child.scaling[peft_name],
+                )
+                setattr(module, name, int4(base, lora))
+    # Any LoRA layer left (an odd input size) is merged, so the copy is a plain transformers model.
     clone.set_adapter(peft_name)
     return clone.merge_and_unload(adapter_names=[peft_name])

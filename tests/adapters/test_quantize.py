@@ -14,7 +14,7 @@ import torch
 from adapters.base import load_base_model
 from adapters.config import ModelConfig
 from adapters.generate import Generator
-from adapters.quantize import merged_copy, quantize_in_place, unsupported_reason
+from adapters.quantize import inference_copy, quantize_in_place, unsupported_reason
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 TEXT = (
@@ -55,7 +55,7 @@ def test_int4_copy_follows_the_float_model_and_leaves_it_alone(smollm):
     ids = tokenizer(TEXT, return_tensors="pt").input_ids
     with torch.inference_mode():
         before = model(input_ids=ids).logits[0].float()
-        fast = quantize_in_place(merged_copy(model))
+        fast = quantize_in_place(inference_copy(model))
         quick = fast(input_ids=ids).logits[0].float()
         assert torch.equal(model(input_ids=ids).logits[0].float(), before)  # the original is untouched
     assert type(fast.model.layers[0].mlp.down_proj).__name__ == "WeightInt4Linear"
@@ -68,6 +68,42 @@ def test_int4_copy_follows_the_float_model_and_leaves_it_alone(smollm):
         quick.log_softmax(-1), before.log_softmax(-1), log_target=True, reduction="batchmean"
     )
     assert agree >= 0.9 and kl.item() < 0.02, (agree, kl.item())
+
+
+def test_an_adapters_change_survives_the_int4_copy(smollm):
+    """A trained LoRA changes each weight by far less than one 4-bit step: merged and then rounded, its
+    change was mostly lost (a trained adapter's answers came back as the base model's). Kept beside the
+    4-bit weights, the change the adapter makes to the logits is the float model's."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from adapters.targets import lora_target_modules
+
+    model, tokenizer = smollm
+    torch.manual_seed(0)
+    cfg = LoraConfig(r=8, lora_alpha=16, target_modules=lora_target_modules(model), init_lora_weights=False)
+    peft = get_peft_model(copy.deepcopy(model), cfg, adapter_name="terms").eval()
+    with torch.no_grad():  # logits change by ~9%: far above the int4 copy's own noise (~2%), yet each
+        for name, param in peft.named_parameters():  # weight moves by less than one 4-bit step
+            if "lora_B" in name:
+                param.mul_(0.3)
+    ids = tokenizer(TEXT, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        with peft.disable_adapter():
+            base = peft(input_ids=ids).logits[0].float()
+        change = peft(input_ids=ids).logits[0].float() - base
+        fast_base = quantize_in_place(inference_copy(model))(input_ids=ids).logits[0].float()
+        fast = quantize_in_place(inference_copy(peft.get_base_model(), peft, "terms"))
+        fast_change = fast(input_ids=ids).logits[0].float() - fast_base
+        merged_then_rounded = quantize_in_place(copy.deepcopy(peft).merge_and_unload())
+        merged_change = merged_then_rounded(input_ids=ids).logits[0].float() - fast_base
+    assert type(fast.model.layers[0].self_attn.q_proj).__name__ == "WeightInt4Linear"
+    assert fast.model.layers[0].self_attn.q_proj.lora_a is not None
+    kept = torch.nn.functional.cosine_similarity(change.flatten(), fast_change.flatten(), dim=0).item()
+    merged = torch.nn.functional.cosine_similarity(change.flatten(), merged_change.flatten(), dim=0).item()
+    # Measured: kept 0.97, merged then rounded 0.48.
+    assert kept > 0.9 and kept > merged + 0.2, (kept, merged)
 
 
 def test_int4_generator_gives_the_float_answer_without_running_the_float_model(smollm, smollm_model_config):
