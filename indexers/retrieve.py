@@ -48,8 +48,11 @@ class _Generation:
         self.bm25 = bm25_retriever_class().from_persist_dir(
             str(store.dir(name) / BM25_DIR), show_progress=False
         )
+        # A generation never changes once built, so its size is read once, not per question (a COUNT over
+        # 100k rows is milliseconds of every query).
+        self.count = self.collection.count()
         # bm25s refuses a k larger than its corpus
-        self.bm25.similarity_top_k = min(top_k, self.collection.count())
+        self.bm25.similarity_top_k = min(top_k, self.count)
 
 
 class Retriever:
@@ -83,7 +86,7 @@ class Retriever:
             self.reopen()
         gen = self._gen  # a reference: a concurrent reopen() never changes the generation mid-query
         query_vec = self.embed_model.get_query_embedding(query)
-        n = min(self.cfg.candidates, gen.collection.count())
+        n = min(self.cfg.candidates, gen.count)
         if n == 0:
             return Hits([], query, query_vec)
         dense = gen.collection.query(

@@ -46,7 +46,7 @@ def test_off_corpus_question_is_refused_without_the_model(acme_services):
 
 
 def test_ask_plain_output_lists_sources(acme_services):
-    result = run(["ask", "Which VPN do we use?"], obj={"services": acme_services})
+    result = run(["ask", "Which VPN client do we use to reach Drydock?"], obj={"services": acme_services})
     assert (
         "Sources:\n  [1] it/helpdesk-faq.html (Which VPN do we use?) https://intranet.acme.example/"
         in result.output
