@@ -203,7 +203,7 @@ class Generator:
         if key in self._fast:
             self._fast.move_to_end(key)
             return self._fast[key]
-        self._fast_off = unsupported_reason(self.cfg.quantize, self._model.device.type)
+        self._fast_off = unsupported_reason(self.cfg.quantize, self._model.device.type, self._model)
         if getattr(self._model, "is_loaded_in_4bit", False):
             self._fast_off = f"quantize={self.cfg.quantize!r} does not apply to a model loaded in 4-bit"
         if self._fast_off:

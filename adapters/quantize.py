@@ -96,7 +96,7 @@ def _modules():
     return WeightInt4Linear, WeightInt8Head
 
 
-def unsupported_reason(mode: str, device: str) -> str | None:
+def unsupported_reason(mode: str, device: str, model=None) -> str | None:
     """None if mode can run here, else why not (the caller then generates with the float model)."""
     import torch
 
@@ -106,7 +106,27 @@ def unsupported_reason(mode: str, device: str) -> str | None:
         return f"quantize={mode!r} is a CPU option (device is {device})"
     needed = ("_weight_int4pack_mm_for_cpu", "_convert_weight_to_int4pack_for_cpu", "_weight_int8pack_mm")
     missing = [name for name in needed if not hasattr(torch, name)]
-    return f"torch {torch.__version__} lacks {', '.join(missing)}" if missing else None
+    if missing:
+        return f"torch {torch.__version__} lacks {', '.join(missing)}"
+    if model is not None:
+        # The copy starts as a float copy of the whole model: Phi-3-mini in fp32 would need 15 GB more.
+        need = sum(p.numel() * p.element_size() for p in model.parameters())
+        free = _available_memory()
+        if free is not None and need > 0.8 * free:
+            return (
+                f"the {mode} copy is made from a float copy of the model ({need / 2**30:.1f} GiB), more than "
+                f"the memory available now ({free / 2**30:.1f} GiB); set quantize=none or load_in_4bit"
+            )
+    return None
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+        return kb * 1024
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None  # not Linux: no check
 
 
 def quantize_in_place(model, mode: str = "int4"):
@@ -132,8 +152,23 @@ def quantize_in_place(model, mode: str = "int4"):
                 elif child.in_features % GROUP == 0:
                     setattr(module, name, int4(child))
         model.config.tie_word_embeddings = False
+        # .to() would round every float buffer to bf16, the int8 head's scales and the LoRA A/B too: those
+        # stay fp32 (the head's refined logits are meant to be fp32).
+        exact = {
+            (m, n): getattr(m, n)
+            for m in model.modules()
+            if isinstance(m, (int4, int8))
+            for n in ("scale", "lora_a", "lora_b")
+            if isinstance(getattr(m, n, None), torch.Tensor)
+        }
         model.to(torch.bfloat16)
-    return model.eval()
+        for (m, n), tensor in exact.items():
+            setattr(m, n, tensor)
+        model.eval()
+        model(
+            input_ids=torch.zeros(1, 1, dtype=torch.long)
+        )  # a kernel that fails, fails here, not mid-answer
+    return model
 
 
 def inference_copy(model, peft_model=None, peft_name: str | None = None):
