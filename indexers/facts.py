@@ -51,6 +51,8 @@ def sentences(text: str) -> list[str]:
         stripped = _UNDERSCORE_BOLD.sub(r"\1", _MARKUP.sub("", line)).strip()
         if not stripped or stripped.startswith("#"):
             flush()
+            if stripped:  # a heading: a list under it belongs to no earlier section's "...:" sentence
+                intro, bullet = None, False
         elif _BULLET.match(stripped):
             flush()
             bullet = True

@@ -73,6 +73,7 @@ def html_to_markdown(text: str) -> tuple[str, str | None, str | None]:
         cell.insert_after(" | ")
     for item in body.find_all(["li", "td", "th"]):  # "- text" and "a | b", not lines of their own
         for p in item.find_all("p", recursive=False):
+            p.insert_after(" ")  # two paragraphs in one cell must not become "First.Second"
             p.unwrap()
     for tag in body.find_all(_BLOCK_TAGS):
         tag.insert_before(_PARA + ("- " if tag.name == "li" else ""))

@@ -28,6 +28,11 @@ def test_a_sentence_that_introduces_a_list_carries_its_items():
     assert "A new paragraph." in got and "An item of no list intro." in got
 
 
+def test_a_list_under_a_later_heading_is_not_carried_by_an_earlier_intro():
+    got = sentences("To install it, run:\n\n## Uninstalling\n\n- Remove the folder.")
+    assert got[0] == "To install it, run:" and "Remove the folder." in got
+
+
 def test_api_headings_are_told_apart_from_prose_headings():
     assert api_name("base64.urlsafe_b64encode") == "base64.urlsafe_b64encode"
     assert api_name("allow_abbrev") == "allow_abbrev"

@@ -110,3 +110,13 @@ def test_html_inline_markup_joins_and_api_entries_become_sections(tmp_path: Path
     assert not any("Table of contents" in p or "bisect_left()" in p for p in intro)  # sidebar, toctree
     # The heading is the qualified signature (anchor + defaults); the body keeps the signature as shown.
     assert sections["bisect.bisect_left(a, lo=0)"] == "bisect_left(a, lo=0)\n\nLocate the insertion point."
+
+
+def test_paragraphs_inside_a_list_item_or_cell_stay_apart():
+    from indexers.html import html_to_markdown
+
+    content, _, _ = html_to_markdown(
+        "<html><body><ul><li><p>First point.</p><p>Second point.</p></li></ul>"
+        "<table><tr><td><p>Cell one.</p><p>Cell two.</p></td></tr></table></body></html>"
+    )
+    assert "First point. Second point." in content and "Cell one. Cell two." in content
