@@ -181,7 +181,7 @@ def qa_eval_for_job(services, store, job) -> dict | None:
         adapter=ref.name if ref else None,
         figures={k: v for k, v in figures.items() if k in FIGURES},
         seconds=round(time.perf_counter() - started, 1),
-        previous=_previous(store, job, digest),
+        previous=_previous(store, job, digest, bool(s.eval_generate)),
     )
     return result
 
@@ -198,14 +198,15 @@ FIGURES = (
 )
 
 
-def _previous(store, job, digest: str) -> dict | None:
-    """The latest earlier job of this kind with figures: {job, figures} on the same QA file, else
-    {job, qa_changed: True}."""
+def _previous(store, job, digest: str, generate: bool) -> dict | None:
+    """The latest earlier job of this kind with figures: {job, figures} on the same QA file scored the same
+    way (with or without generating), else {job, qa_changed: True}: retrieval-only latencies against
+    generating ones would show a large change that is not one."""
     for earlier in reversed(store.jobs(kind=job.kind, state="succeeded")):
         ev = (earlier.result or {}).get("eval") or {}
         if earlier.id == job.id or not ev.get("figures"):
             continue
-        if ev.get("digest") != digest:
+        if ev.get("digest") != digest or bool(ev.get("generate")) != generate:
             return {"job": earlier.id, "qa_changed": True}
         return {"job": earlier.id, "figures": ev["figures"]}
     return None

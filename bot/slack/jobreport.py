@@ -88,7 +88,7 @@ def eval_lines(ev: dict | None) -> list[str]:
     if prev.get("figures"):
         since = f"change since `{escape(prev['job'])}`"
     elif prev.get("qa_changed"):
-        since = f"the QA file changed since `{escape(prev['job'])}`: no comparison"
+        since = f"the QA file or EXPERTBOT_EVAL_GENERATE changed since `{escape(prev['job'])}`: no comparison"
     else:
         since = "first run"
     before = prev.get("figures") or {}
