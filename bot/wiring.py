@@ -64,11 +64,17 @@ class Services:
     def warm_up(self) -> None:
         """Load what the first question needs (embedder, index, LLM, the current adapter's fast copy), so
         that its asker does not wait for it. A failure only logs: the question itself will report it."""
+        from indexers import StoreError
+
         try:
             self.embed_model.get_query_embedding("warm-up")
             hello = [{"role": "user", "content": "Hello"}]
             self.generator.generate(hello, adapter=self.resolve_adapter(), max_new_tokens=1)
-            self.answerer.retriever.reopen()  # last: with no index yet, the models are still warm
+            try:
+                self.answerer.retriever.reopen()  # last: with no index yet, the models are still warm
+            except StoreError:
+                log.info("models loaded; no index yet: run `expertbot index` or /reindex")
+                return
             log.info("models loaded: ready for questions")
         except Exception as err:  # noqa: BLE001 - warming up is best effort by design
             log.warning(
