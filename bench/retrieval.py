@@ -239,32 +239,8 @@ def omp_policy(ctx: Context, rounds: int = 3) -> list[Row]:
             say(f"  OMP_WAIT_POLICY={policy or 'unset'} round {r + 1}: {load_note()}")
     p, note = percentile, f"acme, {rounds} child processes per policy, alternating"
     on, off = got["PASSIVE"], got[""]
+    picks = (("retrieval", 50), ("retrieval", 95), ("embedding", 95))
     return [
-        Row(
-            NAME,
-            "PASSIVE vs unset: retrieval p50",
-            p(on["retrieval"], 50),
-            p(off["retrieval"], 50),
-            "ms",
-            False,
-            note,
-        ),
-        Row(
-            NAME,
-            "PASSIVE vs unset: retrieval p95",
-            p(on["retrieval"], 95),
-            p(off["retrieval"], 95),
-            "ms",
-            False,
-            note,
-        ),
-        Row(
-            NAME,
-            "PASSIVE vs unset: embedding p95",
-            p(on["embedding"], 95),
-            p(off["embedding"], 95),
-            "ms",
-            False,
-            note,
-        ),
+        Row(NAME, f"PASSIVE vs unset: {part} p{q}", p(on[part], q), p(off[part], q), "ms", False, note)
+        for part, q in picks
     ]
