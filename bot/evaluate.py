@@ -179,22 +179,24 @@ def qa_eval_for_job(services, store, job) -> dict | None:
         digest=digest,
         items=len(items),
         adapter=ref.name if ref else None,
-        figures={k: v for k, v in figures.items() if k in FIGURES},
+        figures={key: figures[key] for key, _, _ in FIGURES if key in figures},
         seconds=round(time.perf_counter() - started, 1),
         previous=_previous(store, job, digest, bool(s.eval_generate)),
     )
     return result
 
 
+# The figures a job summary shows: (result key, label, how shown): "pct" a percentage with the change in
+# points, "num" plain, "s" seconds. Also what a job keeps to compare the next run with.
 FIGURES = (
-    "source_hit@1",
-    "source_hit@5",
-    "mrr",
-    "answer_accuracy",
-    "refusal_accuracy",
-    "idk_rate",
-    "latency_p50_s",
-    "latency_p95_s",
+    ("source_hit@1", "hit@1", "pct"),
+    ("source_hit@5", "hit@5", "pct"),
+    ("mrr", "MRR", "num"),
+    ("answer_accuracy", "answers", "pct"),
+    ("refusal_accuracy", "refusals", "pct"),
+    ("idk_rate", "don't know", "pct"),
+    ("latency_p50_s", "p50", "s"),
+    ("latency_p95_s", "p95", "s"),
 )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from slack_sdk import WebClient
 
+from bot.evaluate import FIGURES
 from bot.slack.format import duration, escape
 from bot.store import JobRecord, Store
 
@@ -42,19 +43,6 @@ def progress_detail(job: JobRecord) -> str:
     if job.state == "running" and p.get("eta_s") is not None:
         parts.append(f"ETA {duration(p['eta_s'])}")
     return " · ".join(parts) or "starting…"
-
-
-# (result key, label, how shown): "pct" as a percentage with the change in points, "num" plain, "s" seconds.
-EVAL_FIGURES = (
-    ("source_hit@1", "hit@1", "pct"),
-    ("source_hit@5", "hit@5", "pct"),
-    ("mrr", "MRR", "num"),
-    ("answer_accuracy", "answers", "pct"),
-    ("refusal_accuracy", "refusals", "pct"),
-    ("idk_rate", "don't know", "pct"),
-    ("latency_p50_s", "p50", "s"),
-    ("latency_p95_s", "p95", "s"),
-)
 
 
 def _figure(value, how: str) -> str:
@@ -94,7 +82,7 @@ def eval_lines(ev: dict | None) -> list[str]:
     before = prev.get("figures") or {}
     shown = [
         f"{label} {_figure(ev['figures'][key], how)}{_change(ev['figures'][key], before.get(key), how)}"
-        for key, label, how in EVAL_FIGURES
+        for key, label, how in FIGURES
         if ev["figures"].get(key) is not None
     ]
     head = f"QA eval on {qa} ({ev.get('items')} questions, {what}, {duration(ev.get('seconds'))}; {since}):"
