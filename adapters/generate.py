@@ -193,10 +193,11 @@ class Generator:
                 yield self._peft
 
     def _fast_model(self, adapter: AdapterRef | None):
-        """The quantized copy for adapter, built on first use (a few seconds); None when quantize is
-        'none' or cannot run here. Caller holds the lock and has loaded adapter with _use."""
+        """(the quantized copy for adapter, its LeanDecoder or None), built on first use (a few seconds);
+        None when quantize is 'none' or cannot run here. Caller holds the lock and has loaded adapter."""
         if self.cfg.quantize == "none" or self._fast_off:
             return None
+        from adapters import decode
         from adapters.quantize import inference_copy, quantize_in_place, unsupported_reason
 
         key = None if adapter is None else self._adapters[adapter.name]
@@ -218,7 +219,10 @@ class Generator:
             self._fast_off = f"building the {self.cfg.quantize} copy failed ({err})"
             log.warning("generating with the unquantized model: %s", self._fast_off)
             return None
-        self._fast[key] = fast
+        lean_off = decode.unsupported_reason(fast)
+        if lean_off:
+            log.info("answers use generate(), not the lean decode loop: %s", lean_off)
+        self._fast[key] = fast = (fast, None if lean_off else decode.LeanDecoder(fast))
         while len(self._fast) > 3:  # ~150 MB each: the base, the current adapter and the one before
             self._fast.popitem(last=False)
         return fast
@@ -241,8 +245,15 @@ class Generator:
 
         tok = self._tokenizer
         with self._lock, self._use(adapter) as model:
-            model = self._fast_model(adapter) or model
+            fast, lean = self._fast_model(adapter) or (model, None)
             inputs = tok(prompt, return_tensors="pt", add_special_tokens=False).to(self._model.device)
+            if lean is not None:  # on this thread; closing the iterator stops it between two tokens
+                from adapters.decode import sampler, text_pieces
+
+                ids = lean.tokens(inputs.input_ids, limit, self._stop_ids, sampler(self.cfg.temperature))
+                yield from text_pieces(tok, ids)
+                return
+            model = fast
             streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
             cancel = threading.Event()
             kwargs = dict(

@@ -24,6 +24,9 @@ from adapters.config import QUANTIZE as QUANTIZE_MODES
 
 GROUP = 32  # int4 group size along the input dimension (Q4_1's block size)
 REFINE = 16  # lm_head logits recomputed in fp32 (see WeightInt8Head)
+# torch's CPU int4 packing lays output rows out in blocks of 64: packed layers whose row counts are multiples
+# of it can be stacked as they are (WeightInt4Linear.fused); others would need repacking.
+PACK_ROWS = 64
 
 
 @functools.cache
@@ -67,6 +70,33 @@ def _modules():
                 y = y + ((x.float() @ self.lora_a.float().T) @ self.lora_b.float().T).to(y.dtype)
             y = y.reshape(*shape[:-1], self.out_features)
             return y if self.bias is None else y + self.bias
+
+        @classmethod
+        def fused(cls, parts: list) -> WeightInt4Linear:
+            """One layer computing parts' outputs side by side (q, k, v; or gate, up): one kernel call
+            instead of several. The weights are copied; each part's LoRA keeps its own rows (B is block
+            diagonal). None when the parts differ in bias or LoRA or input size, or when a part's outputs
+            are not a multiple of PACK_ROWS (the packed weights then cannot simply be stacked)."""
+            if len({p.in_features for p in parts}) > 1 or len({p.bias is None for p in parts}) > 1:
+                return None
+            if any(p.out_features % PACK_ROWS for p in parts):
+                return None
+            if len({p.lora_a is None for p in parts}) > 1:
+                return None
+            fused = cls.__new__(cls)
+            nn.Module.__init__(fused)
+            fused.register_buffer("weight_int4", torch.cat([p.weight_int4 for p in parts]))
+            fused.register_buffer("scale_zero", torch.cat([p.scale_zero for p in parts], 1).contiguous())
+            bias = None if parts[0].bias is None else torch.cat([p.bias for p in parts])
+            fused.register_buffer("bias", bias)
+            lora_a = lora_b = None
+            if parts[0].lora_a is not None:
+                lora_a = torch.cat([p.lora_a for p in parts])
+                lora_b = torch.block_diag(*[p.lora_b for p in parts])
+            fused.register_buffer("lora_a", lora_a)
+            fused.register_buffer("lora_b", lora_b)
+            fused.in_features, fused.out_features = parts[0].in_features, sum(p.out_features for p in parts)
+            return fused
 
     class WeightInt8Head(nn.Module):
         """The lm_head from int8 weights with one scale per output row; x in bf16.

@@ -148,7 +148,9 @@ def at_scale(ctx: Context, chunks: int) -> list[Row]:
     vec = emb.get_query_embedding(qs[0])
     parts = {
         "embedding": emb.get_query_embedding,
-        "chroma": lambda q: gen.collection.query(query_embeddings=[vec], n_results=cfg.candidates),
+        "chroma": lambda q: gen.collection.query(
+            query_embeddings=[vec], n_results=cfg.candidates, include=["distances"]
+        ),
         "bm25": gen.bm25.retrieve,
     }
     ms: dict[str, list[float]] = {name: [] for name in [*timed, *parts]}

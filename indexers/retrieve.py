@@ -7,6 +7,7 @@ similarity to the question, which is what the answerer's "I don't know" threshol
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .config import IndexConfig
@@ -62,6 +63,7 @@ class Retriever:
         self.store = store or GenerationStore(cfg)
         self._gen: _Generation | None = None
         self._lock = threading.Lock()
+        self._bm25_worker: ThreadPoolExecutor | None = None  # started by the first question
 
     @property
     def generation(self) -> str | None:
@@ -78,6 +80,14 @@ class Retriever:
             self._gen = _Generation(self.store, current, self.cfg.candidates)
             return True
 
+    def _bm25(self, gen: _Generation, query: str):
+        """BM25's ranking of query, started now on a worker thread. It needs no embedding, so it runs while
+        this thread embeds the question and asks Chroma: at 100k chunks it was a fifth of a query's time."""
+        with self._lock:
+            if self._bm25_worker is None:
+                self._bm25_worker = ThreadPoolExecutor(1, thread_name_prefix="expertbot-bm25")
+        return self._bm25_worker.submit(gen.bm25.retrieve, query)
+
     def retrieve(self, query: str, top_k: int | None = None) -> Hits:
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
@@ -85,20 +95,16 @@ class Retriever:
         if self._gen is None:
             self.reopen()
         gen = self._gen  # a reference: a concurrent reopen() never changes the generation mid-query
-        query_vec = self.embed_model.get_query_embedding(query)
         n = min(self.cfg.candidates, gen.count)
+        bm25 = self._bm25(gen, query) if n and query.strip() else None
+        query_vec = self.embed_model.get_query_embedding(query)
         if n == 0:
             return Hits([], query, query_vec)
-        dense = gen.collection.query(
-            query_embeddings=[query_vec], n_results=n, include=["documents", "metadatas", "distances"]
-        )
+        # Ids and distances only: the texts of the few chunks that make the cut are fetched below.
+        dense = gen.collection.query(query_embeddings=[query_vec], n_results=n, include=["distances"])
         dense_ids = dense["ids"][0]
         sims = {i: 1.0 - d for i, d in zip(dense_ids, dense["distances"][0], strict=True)}
-        rows = {
-            i: (m, doc)
-            for i, m, doc in zip(dense_ids, dense["metadatas"][0], dense["documents"][0], strict=True)
-        }
-        bm25_ids = [h.node.node_id for h in gen.bm25.retrieve(query)] if query.strip() else []
+        bm25_ids = [h.node.node_id for h in bm25.result()] if bm25 else []
 
         fused: dict[str, float] = {}
         for weight, ids in ((self.cfg.dense_weight, dense_ids), (self.cfg.bm25_weight, bm25_ids)):
@@ -106,14 +112,17 @@ class Retriever:
                 fused[node_id] = fused.get(node_id, 0.0) + weight / (self.cfg.rrf_k + rank + 1)
         best = sorted(fused, key=fused.get, reverse=True)[:top_k]
 
-        missing = [i for i in best if i not in rows]  # BM25-only hits: fetch text and vector to score them
-        if missing:
-            got = gen.collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
-            for i, m, doc, vec in zip(
-                got["ids"], got["metadatas"], got["documents"], got["embeddings"], strict=True
-            ):
-                rows[i] = (m, doc)
-                sims[i] = float(sum(a * b for a, b in zip(query_vec, vec, strict=True)))  # both unit length
+        vectors = any(i not in sims for i in best)  # BM25-only hits: their vectors, to score them
+        got = gen.collection.get(
+            ids=best, include=["documents", "metadatas", *(["embeddings"] if vectors else [])]
+        )
+        rows = {}
+        for k, node_id in enumerate(got["ids"]):
+            rows[node_id] = (got["metadatas"][k], got["documents"][k])
+            if node_id not in sims:  # both unit length
+                sims[node_id] = float(
+                    sum(a * b for a, b in zip(query_vec, got["embeddings"][k], strict=True))
+                )
         hits = Hits([], query, query_vec)
         for node_id in best:
             meta, doc = rows[node_id]

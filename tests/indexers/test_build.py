@@ -126,3 +126,24 @@ def test_missing_or_empty_docs_folder_is_a_clear_error_and_keeps_the_index(tmp_p
     with pytest.raises(IndexBuildError, match="does not exist; set EXPERTBOT_DOCS_DIR"):
         indexer.build()
     assert indexer.store.current() == current and retriever.retrieve("VPN")
+
+
+def test_every_hit_carries_its_own_text_and_cosine_dense_or_bm25_only(tmp_path, docs_copy, embed_model):
+    """Chroma is asked for ids and distances only; the winners' texts (and, for hits only BM25 found, their
+    vectors) are fetched afterwards. Few candidates per side, so some hits are BM25's alone."""
+    indexer, retriever = make(tmp_path, docs_copy, embed_model, candidates=4)
+    indexer.build()
+    hits = retriever.retrieve("acknowledge page escalation on-call", top_k=8)
+    stored = indexer.store.collection(indexer.store.current()).get(
+        ids=[h.id for h in hits], include=["documents", "embeddings"]
+    )
+    by_id = dict(zip(stored["ids"], zip(stored["documents"], stored["embeddings"], strict=True), strict=True))
+    dense = retriever._gen.collection.query(
+        query_embeddings=[hits.query_vector], n_results=4, include=["distances"]
+    )["ids"][0]
+    assert len(hits) > 4 and any(h.id not in dense for h in hits)  # BM25-only hits are among them
+    for hit in hits:
+        text, vector = by_id[hit.id]
+        assert text.endswith(hit.text[-40:])
+        cosine = sum(a * b for a, b in zip(hits.query_vector, vector, strict=True))
+        assert hit.similarity == pytest.approx(cosine, abs=1e-4)

@@ -1,0 +1,234 @@
+"""A lean decode loop for the int4 copy (issue 4): the same model, without generate()'s machinery.
+
+Profiling SmolLM2-135M's int4 copy put a third of every token outside the matmuls: generate()'s
+per-step bookkeeping (logits processors, stopping criteria, mask building), DynamicCache's torch.cat
+per layer, a six-op RMSNorm, and a flash-attention kernel that spends ~150 us on one query row. Here a
+decode step is the layers' own weights and a handful of ops: the KV cache is preallocated once per
+answer, the rotary cos/sin are computed once for every position, RMSNorm is torch's fused kernel, and a
+single query attends with two small matmuls, its heads grouped over the shared KV heads. Prefill (the
+prompt) uses scaled_dot_product_attention, which suits many rows.
+
+Only the architectures written out below (Llama-style blocks: SmolLM2, Llama, Mistral-like; and Phi-3's
+fused projections) take this path; Generator falls back to generate() for anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+
+ARCHITECTURES = ("llama", "phi3")
+# Layers this narrow decode one token on one thread: each of their matmuls is tens of microseconds, less
+# than waking a second OpenMP thread costs (SmolLM2-135M, hidden 576: 44 tok/s on one thread against 36
+# on two; BENCHMARKS.md). Wider layers, Phi-3-mini's 3072, have enough work per matmul to share.
+ONE_THREAD_HIDDEN = 1024
+
+
+@functools.cache
+def _libgomp():
+    """torch's own libgomp (the one its kernels use), or None on builds without it (macOS, Windows)."""
+    import ctypes
+    import glob
+    import os
+
+    import torch
+
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp*.so*"))):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def omp_threads(count: int | None):
+    """Run the block's torch ops on count OpenMP threads, on this OS thread only.
+
+    torch.set_num_threads would also change the count that every thread touching torch for the first
+    time picks up (a Slack handler, an index job). libgomp's omp_set_num_threads is per calling thread.
+    """
+    gomp = _libgomp() if count else None
+    if gomp is None:
+        yield
+        return
+    before = gomp.omp_get_max_threads()
+    gomp.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        gomp.omp_set_num_threads(before)
+
+
+def unsupported_reason(model) -> str | None:
+    """None if LeanDecoder can run model, else why not (the caller then uses generate())."""
+    config = model.config
+    kind = getattr(config, "model_type", None)
+    if kind not in ARCHITECTURES:
+        return f"model type {kind!r} (the lean decode loop knows {', '.join(ARCHITECTURES)})"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"activation {config.hidden_act!r}"
+    if getattr(config, "partial_rotary_factor", 1.0) != 1.0:
+        return "partial rotary embeddings"
+    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+        return "biases in attention or MLP"
+    return None
+
+
+def _fuse(parts):
+    """parts as one int4 layer where they can be (quantize's WeightInt4Linear.fused), else as a tuple."""
+    fused = getattr(type(parts[0]), "fused", None)
+    if fused is not None and all(type(p) is type(parts[0]) for p in parts):
+        one = fused(list(parts))
+        if one is not None:
+            return one
+    return tuple(parts)
+
+
+class LeanDecoder:
+    """Decodes with model (an int4 copy from adapters.quantize, or any model of ARCHITECTURES).
+
+    Built once per copy: Llama's q/k/v and gate/up projections are fused into one int4 layer each, so a
+    layer runs four matmul kernels instead of seven (+~35 MB for SmolLM2-135M).
+    """
+
+    def __init__(self, model):
+        reason = unsupported_reason(model)
+        if reason:
+            raise ValueError(f"the lean decode loop cannot run this model: {reason}")
+        self.model = model
+        self.layers = []
+        for layer in model.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            if model.config.model_type == "phi3":
+                qkv, gate_up = attn.qkv_proj, mlp.gate_up_proj
+            else:
+                qkv = _fuse([attn.q_proj, attn.k_proj, attn.v_proj])
+                gate_up = _fuse([mlp.gate_proj, mlp.up_proj])
+            self.layers.append((layer, qkv, attn.o_proj, gate_up, mlp.down_proj))
+
+    def tokens(
+        self,
+        input_ids,
+        max_new_tokens: int,
+        stop_ids: list[int],
+        pick: Callable | None = None,
+        layer_threads: int | None | str = "auto",
+    ) -> Iterator[int]:
+        """Token ids of the answer to input_ids ([1, n]), one at a time, until a stop id or max_new_tokens.
+
+        pick(logits [vocab] fp32) -> id chooses each token (None: greedy). layer_threads: OpenMP threads
+        for the layers of each decode step ("auto": 1 for narrow models, see ONE_THREAD_HIDDEN; None:
+        torch's count). The prompt's pass and the lm_head, big enough to share, use torch's count.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        model = self.model
+        config, inner = model.config, model.model
+        heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+        dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        group = heads // kv_heads
+        scaling = dim**-0.5
+        prompt = input_ids.shape[1]
+        total = prompt + max_new_tokens
+        dtype = inner.embed_tokens.weight.dtype
+        # fp32 keys and values: one query row against them is two small fp32 matmuls, a tenth of the time
+        # of the same bf16 ones here (oneDNN's bf16 path has a high fixed cost at these sizes).
+        caches = [
+            (torch.empty(1, kv_heads, total, dim), torch.empty(1, kv_heads, total, dim)) for _ in self.layers
+        ]
+        with torch.inference_mode():
+            cos, sin = inner.rotary_emb(inner.embed_tokens.weight[:1], torch.arange(total).unsqueeze(0))
+        cos, sin = cos.to(dtype)[0], sin.to(dtype)[0]  # [total, dim], every position at once
+        pick = pick or (lambda logits: int(logits.argmax()))
+        if layer_threads == "auto":
+            layer_threads = 1 if config.hidden_size <= ONE_THREAD_HIDDEN else None
+
+        def norm(module, x):
+            # As HF's RMSNorm rounds: normalized in fp32, cast, then scaled by the bf16 weight.
+            return module.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=module.variance_epsilon).to(
+                dtype
+            )
+
+        def rotate(x, c, s):  # x [1, h, n, dim]; HF's rotate_half convention
+            half = x.shape[-1] // 2
+            return x * c + torch.cat((-x[..., half:], x[..., :half]), -1) * s
+
+        def layers(ids, start: int):
+            n = ids.shape[1]
+            c, s = cos[start : start + n], sin[start : start + n]
+            x = inner.embed_tokens(ids)
+            for (layer, qkv, o_proj, gate_up, down), (k_cache, v_cache) in zip(
+                self.layers, caches, strict=True
+            ):
+                h = norm(layer.input_layernorm, x)
+                if isinstance(qkv, tuple):
+                    q, k, v = (proj(h) for proj in qkv)
+                else:
+                    q, k, v = qkv(h).split([heads * dim, kv_heads * dim, kv_heads * dim], -1)
+                q = rotate(q.view(1, n, heads, dim).transpose(1, 2), c, s).float()
+                k_cache[:, :, start : start + n] = rotate(k.view(1, n, kv_heads, dim).transpose(1, 2), c, s)
+                v_cache[:, :, start : start + n] = v.view(1, n, kv_heads, dim).transpose(1, 2)
+                keys, values = k_cache[:, :, : start + n], v_cache[:, :, : start + n]
+                if n == 1:  # one query row: [kv_heads, group, dim] against its KV head's keys
+                    scores = (q.view(kv_heads, group, dim) @ keys[0].transpose(1, 2)) * scaling
+                    out = (scores.softmax(-1) @ values[0]).reshape(1, 1, heads * dim)
+                else:  # the prompt, from position 0
+                    out = F.scaled_dot_product_attention(
+                        q, keys, values, is_causal=True, scale=scaling, enable_gqa=group > 1
+                    )
+                    out = out.transpose(1, 2).reshape(1, n, heads * dim)
+                x = x + o_proj(out.to(dtype))
+                h = norm(layer.post_attention_layernorm, x)
+                if isinstance(gate_up, tuple):
+                    gate, up = gate_up[0](h), gate_up[1](h)
+                else:
+                    gate, up = gate_up(h).chunk(2, -1)
+                x = x + down(F.silu(gate) * up)
+            return x
+
+        def logits(ids, start: int):
+            with omp_threads(layer_threads if start else None):
+                x = layers(ids, start)
+            return model.lm_head(norm(inner.norm, x[:, -1:]))[0, -1].float()
+
+        stops = set(stop_ids)
+        with torch.inference_mode():
+            token = pick(logits(input_ids, 0))
+            for step in range(max_new_tokens):
+                if token in stops:
+                    return
+                yield token
+                if step + 1 == max_new_tokens:
+                    return
+                token = pick(logits(torch.tensor([[token]]), prompt + step))
+
+
+def sampler(temperature: float, top_k: int = 50) -> Callable | None:
+    """pick() for LeanDecoder.tokens: None (greedy) at temperature 0, else sampling from the top_k logits
+    at that temperature (generate()'s defaults for do_sample=True)."""
+    if temperature <= 0:
+        return None
+    import torch
+
+    def pick(logits):
+        top = logits.topk(min(top_k, logits.shape[-1]))
+        return int(top.indices[torch.multinomial(torch.softmax(top.values / temperature, -1), 1)])
+
+    return pick
+
+
+def text_pieces(tokenizer, token_ids: Iterator[int]) -> Iterator[str]:
+    """The text of token_ids as it grows, special tokens skipped. While the text ends in an incomplete
+    UTF-8 character (a byte-level token split it) nothing is sent, as transformers' TextStreamer does."""
+    ids: list[int] = []
+    sent = 0
+    for token in token_ids:
+        ids.append(token)
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        if text.endswith("\ufffd") or len(text) <= sent:
+            continue
+        yield text[sent:]
+        sent = len(text)
