@@ -53,7 +53,11 @@ def omp_threads(count: int | None):
     if gomp is None:
         yield
         return
-    before = gomp.omp_get_max_threads()
+    import torch
+
+    # torch sets a thread's count itself on that thread's first parallel op (to torch.set_num_threads' value,
+    # if anyone called it): that must happen before ours, or it would undo ours.
+    before = torch.get_num_threads()
     gomp.omp_set_num_threads(count)
     try:
         yield
@@ -164,12 +168,11 @@ class LeanDecoder:
                 self.layers, caches, strict=True
             ):
                 h = norm(layer.input_layernorm, x)
-                if isinstance(qkv, tuple):
-                    q, k, v = (proj(h) for proj in qkv)
-                else:
-                    q, k, v = qkv(h).split([heads * dim, kv_heads * dim, kv_heads * dim], -1)
-                q = rotate(q.view(1, n, heads, dim).transpose(1, 2), c, s).float()
-                k_cache[:, :, start : start + n] = rotate(k.view(1, n, kv_heads, dim).transpose(1, 2), c, s)
+                out = torch.cat([proj(h) for proj in qkv], -1) if isinstance(qkv, tuple) else qkv(h)
+                qk, v = out.split([(heads + kv_heads) * dim, kv_heads * dim], -1)
+                qk = rotate(qk.view(1, n, heads + kv_heads, dim).transpose(1, 2), c, s)  # q and k at once
+                q = qk[:, :heads].float()
+                k_cache[:, :, start : start + n] = qk[:, heads:]
                 v_cache[:, :, start : start + n] = v.view(1, n, kv_heads, dim).transpose(1, 2)
                 keys, values = k_cache[:, :, : start + n], v_cache[:, :, : start + n]
                 if n == 1:  # one query row: [kv_heads, group, dim] against its KV head's keys
@@ -221,14 +224,20 @@ def sampler(temperature: float, top_k: int = 50) -> Callable | None:
 
 
 def text_pieces(tokenizer, token_ids: Iterator[int]) -> Iterator[str]:
-    """The text of token_ids as it grows, special tokens skipped. While the text ends in an incomplete
-    UTF-8 character (a byte-level token split it) nothing is sent, as transformers' TextStreamer does."""
+    """The text of token_ids as it grows, special tokens skipped.
+
+    Each step decodes only the last few tokens: those already sent (as context, since a token's text can
+    depend on its neighbours) and the new ones, as vLLM's incremental detokenizer does; decoding the
+    whole answer every token costs more the longer it gets. While the text ends in an incomplete UTF-8
+    character (a byte-level token split it) nothing is sent, as transformers' TextStreamer does.
+    """
     ids: list[int] = []
-    sent = 0
+    prefix = read = 0  # ids[prefix:read]: already sent, decoded again as context for the next piece
     for token in token_ids:
         ids.append(token)
-        text = tokenizer.decode(ids, skip_special_tokens=True)
-        if text.endswith("\ufffd") or len(text) <= sent:
+        sent = tokenizer.decode(ids[prefix:read], skip_special_tokens=True)
+        text = tokenizer.decode(ids[prefix:], skip_special_tokens=True)
+        if len(text) <= len(sent) or text.endswith("\ufffd"):
             continue
-        yield text[sent:]
-        sent = len(text)
+        yield text[len(sent) :]
+        prefix, read = read, len(ids)

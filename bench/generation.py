@@ -1,8 +1,8 @@
 """Generation for `ask` with the bundled SmolLM2: tokens/s and time to first token.
 
 Ours is the real path: Answerer.stream(question) from bot.wiring.Services (retrieve, select facts,
-prompt, then Generator.stream on a background thread with a TextIteratorStreamer), with the configured
-`quantize` (default int4: a 4-bit weight copy, adapters/quantize.py). The baseline is a plain greedy
+prompt, then Generator.stream), with the configured `quantize` (default int4: a 4-bit weight copy,
+adapters/quantize.py, decoded by the lean loop of adapters/decode.py). The baseline is a plain greedy
 `model.generate` on the float (fp32) model and the same rendered prompt, no streamer: what the
 "~27.5 tok/s" in offline-stack.md measured. With quantize=none both sides give the same tokens; with
 int4 they may part after a while (bf16 activations); the run counts identical answers and says so.
@@ -69,13 +69,16 @@ def _on_worker(fn, *args):
     return result["value"]
 
 
-def _plain_generate(generator, messages: list[dict], limit: int) -> tuple[int, float, float, list[int]]:
-    """(new tokens, seconds, seconds for the first token alone, token ids) with plain model.generate."""
+def _plain_generate(
+    generator, messages: list[dict], limit: int, model=None
+) -> tuple[int, float, float, list[int]]:
+    """(new tokens, seconds, seconds for the first token alone, token ids) with plain model.generate on
+    model (default: the generator's float model)."""
     import torch
 
     from adapters.base import end_of_turn_ids
 
-    model, tok = generator.model, generator.tokenizer
+    model, tok = model or generator.model, generator.tokenizer
     inputs = tok(generator.render(messages), return_tensors="pt", add_special_tokens=False).to(model.device)
     stop = end_of_turn_ids(model, tok)
     kwargs = dict(
@@ -144,6 +147,21 @@ def _long_answer(generator, tok, limit: int, quantize: str) -> list[Row]:
     ours_rate = (n - 1) / (end - (first or end)) if n > 1 else 0.0
     plain_rate = (p_n - 1) / (p_s - p_first) if p_n > 1 and p_s > p_first else 0.0
     say(f"  long answer: ours {n} tokens in {end - start:.2f} s, plain {p_n} in {p_s:.2f} s ({load_note()})")
+    rows = []
+    fast = generator._fast.get(None)  # (int4 copy, LeanDecoder): the same copy through generate()
+    if fast is not None and fast[1] is not None:
+        g_n, g_s, g_first, _ = _plain_generate(generator, messages, limit, model=fast[0])
+        copy_rate = (g_n - 1) / (g_s - g_first) if g_n > 1 and g_s > g_first else 0.0
+        rows.append(
+            Row(
+                NAME,
+                "decode tokens/s, the int4 copy: lean loop vs generate()",
+                ours_rate,
+                copy_rate,
+                "tok/s",
+                note=f"same int4 weights; generate() {g_n} tokens on a worker thread, torch's thread count",
+            )
+        )
     return [
         Row(
             NAME,
@@ -162,6 +180,7 @@ def _long_answer(generator, tok, limit: int, quantize: str) -> list[Row]:
             higher_is_better=False,
             note="ours: first streamed piece; plain fp32: generate(max_new_tokens=1)",
         ),
+        *rows,
     ]
 
 
