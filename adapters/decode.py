@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Callable, Iterator
 
 ARCHITECTURES = ("llama", "phi3")
@@ -241,3 +242,41 @@ def text_pieces(tokenizer, token_ids: Iterator[int]) -> Iterator[str]:
             continue
         yield text[len(sent) :]
         prefix, read = read, len(ids)
+
+
+def pieces_on_worker(
+    make_pieces: Callable[[], Iterator[str]], name: str = "expertbot-decode"
+) -> Iterator[str]:
+    """make_pieces()'s text pieces, produced on a worker thread and handed over through a queue.
+
+    The consumer (a Slack handler) makes a slow network call every second to show the answer so far;
+    decoding on its own thread keeps going meanwhile. Closing this iterator stops the worker at the next
+    token; its exception, if any, is raised here.
+    """
+    import queue
+
+    pieces: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    done = object()
+
+    def work():
+        try:
+            for piece in make_pieces():
+                pieces.put(piece)
+                if stop.is_set():
+                    break
+        except BaseException as err:  # handed to the consumer
+            pieces.put(err)
+        finally:
+            pieces.put(done)
+
+    worker = threading.Thread(target=work, name=name, daemon=True)
+    worker.start()
+    try:
+        while (item := pieces.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()

@@ -247,11 +247,14 @@ class Generator:
         with self._lock, self._use(adapter) as model:
             fast, lean = self._fast_model(adapter) or (model, None)
             inputs = tok(prompt, return_tensors="pt", add_special_tokens=False).to(self._model.device)
-            if lean is not None:  # on this thread; closing the iterator stops it between two tokens
-                from adapters.decode import sampler, text_pieces
+            if lean is not None:
+                from adapters.decode import pieces_on_worker, sampler, text_pieces
 
-                ids = lean.tokens(inputs.input_ids, limit, self._stop_ids, sampler(self.cfg.temperature))
-                yield from text_pieces(tok, ids)
+                pick = sampler(self.cfg.temperature)
+                ids = inputs.input_ids
+                yield from pieces_on_worker(
+                    lambda: text_pieces(tok, lean.tokens(ids, limit, self._stop_ids, pick))
+                )
                 return
             model = fast
             streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 
 import pytest
 import torch
 
-from adapters.decode import LeanDecoder, omp_threads, sampler, text_pieces, unsupported_reason
+from adapters.decode import (
+    LeanDecoder,
+    omp_threads,
+    pieces_on_worker,
+    sampler,
+    text_pieces,
+    unsupported_reason,
+)
 from adapters.quantize import _modules, inference_copy, quantize_in_place
 
 
@@ -167,3 +175,29 @@ def test_sampler_is_greedy_at_zero_and_samples_only_the_top_k():
     logits[[3, 7]] = 10.0
     pick = sampler(1.0, top_k=2)
     assert {pick(logits) for _ in range(50)} == {3, 7}
+
+
+def test_pieces_on_worker_hands_over_pieces_and_errors_and_stops_when_closed():
+    produced = []
+
+    def pieces():
+        for i in range(1000):
+            produced.append(i)
+            yield str(i)
+            time.sleep(0.001)
+
+    stream = pieces_on_worker(pieces)
+    assert next(stream) == "0"
+    stream.close()  # returns once the worker has stopped
+    count = len(produced)
+    time.sleep(0.05)
+    assert count == len(produced) < 1000
+
+    def failing():
+        yield "a"
+        raise RuntimeError("kernel failed")
+
+    stream = pieces_on_worker(failing)
+    assert next(stream) == "a"
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        next(stream)
