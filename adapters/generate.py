@@ -13,7 +13,6 @@ import logging
 import math
 import sys
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from adapters.base import end_of_turn_ids, ensure_chat_template, load_base_model
 from adapters.config import ModelConfig
+from adapters.quantize import FastCopies
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,7 @@ class Generator:
         self._adapters: dict[str, tuple[Path, str]] = {}  # name -> (resolved path, peft adapter name)
         self._loaded = 0
         # quantize="int4": per adapter (None = base) a quantized copy (LoRA kept unmerged) that stream() runs.
-        self._fast: OrderedDict[tuple | None, object] = OrderedDict()
-        self._fast_off: str | None = None  # why quantize is not in use, once that is known
+        self._fast = FastCopies(cfg.quantize)
         self._lock = threading.Lock()  # one generation at a time
         self._load_lock = threading.Lock()
         if model is not None:
@@ -193,39 +192,11 @@ class Generator:
                 yield self._peft
 
     def _fast_model(self, adapter: AdapterRef | None):
-        """(the quantized copy for adapter, its LeanDecoder or None), built on first use (a few seconds);
-        None when quantize is 'none' or cannot run here. Caller holds the lock and has loaded adapter."""
-        if self.cfg.quantize == "none" or self._fast_off:
-            return None
-        from adapters import decode
-        from adapters.quantize import inference_copy, quantize_in_place, unsupported_reason
-
+        """(the quantized copy for adapter, its LeanDecoder or None), or None when quantize is 'none' or
+        cannot run here. Caller holds the lock and has loaded adapter with _use."""
         key = None if adapter is None else self._adapters[adapter.name]
-        if key in self._fast:
-            self._fast.move_to_end(key)
-            return self._fast[key]
-        self._fast_off = unsupported_reason(self.cfg.quantize, self._model.device.type, self._model)
-        if getattr(self._model, "is_loaded_in_4bit", False):
-            self._fast_off = f"quantize={self.cfg.quantize!r} does not apply to a model loaded in 4-bit"
-        if self._fast_off:
-            log.warning("generating with the unquantized model: %s", self._fast_off)
-            return None
-        log.info("building the %s copy for %s", self.cfg.quantize, adapter.name if adapter else "the base")
-        try:
-            fast = quantize_in_place(
-                inference_copy(self._model, self._peft, key and key[1]), self.cfg.quantize
-            )
-        except Exception as err:  # an architecture or kernel the CPU int4 path cannot take
-            self._fast_off = f"building the {self.cfg.quantize} copy failed ({err})"
-            log.warning("generating with the unquantized model: %s", self._fast_off)
-            return None
-        lean_off = decode.unsupported_reason(fast)
-        if lean_off:
-            log.info("answers use generate(), not the lean decode loop: %s", lean_off)
-        self._fast[key] = fast = (fast, None if lean_off else decode.LeanDecoder(fast))
-        while len(self._fast) > 3:  # ~150 MB each: the base, the current adapter and the one before
-            self._fast.popitem(last=False)
-        return fast
+        label = adapter.name if adapter else "the base"
+        return self._fast.get(key, self._model, self._peft, key and key[1], label)
 
     # -- generation -------------------------------------------------------------------------------
 

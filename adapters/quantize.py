@@ -19,8 +19,12 @@ adapter's answers were lost that way); each int4 layer keeps the adapter's low-r
 from __future__ import annotations
 
 import functools
+import logging
+from collections import OrderedDict
 
 from adapters.config import QUANTIZE as QUANTIZE_MODES
+
+log = logging.getLogger(__name__)
 
 GROUP = 32  # int4 group size along the input dimension (Q4_1's block size)
 REFINE = 16  # lm_head logits recomputed in fp32 (see WeightInt8Head)
@@ -231,3 +235,50 @@ def inference_copy(model, peft_model=None, peft_name: str | None = None):
     # Any LoRA layer left (an odd input size) is merged, so the copy is a plain transformers model.
     clone.set_adapter(peft_name)
     return clone.merge_and_unload(adapter_names=[peft_name])
+
+
+class FastCopies:
+    """The quantized copies a Generator answers with: per adapter key (None = the base), the copy and its
+    LeanDecoder (None where the lean loop cannot run it), built on first use (a few seconds) and kept
+    for the last KEEP keys. Not thread-safe: the Generator's lock guards it."""
+
+    KEEP = 3  # ~150 MB each: the base, the current adapter and the one before
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.off: str | None = None if mode != "none" else "quantize='none'"  # why no copy, once known
+        self._copies: OrderedDict = OrderedDict()
+
+    def cached(self, key=None):
+        """(copy, LeanDecoder or None) for key if it was built, else None; builds nothing."""
+        return self._copies.get(key)
+
+    def get(self, key, model, peft_model=None, peft_name: str | None = None, label: str = "the base"):
+        """(copy, LeanDecoder or None) for key, built from model (and peft_model's adapter peft_name);
+        None when quantizing is off or cannot run here (logged once, with the reason)."""
+        if self.off:
+            return None
+        if key in self._copies:
+            self._copies.move_to_end(key)
+            return self._copies[key]
+        from adapters import decode
+
+        self.off = unsupported_reason(self.mode, model.device.type, model)
+        if getattr(model, "is_loaded_in_4bit", False):
+            self.off = f"quantize={self.mode!r} does not apply to a model loaded in 4-bit"
+        if not self.off:
+            log.info("building the %s copy for %s", self.mode, label)
+            try:
+                fast = quantize_in_place(inference_copy(model, peft_model, peft_name), self.mode)
+            except Exception as err:  # an architecture or kernel the CPU int4 path cannot take
+                self.off = f"building the {self.mode} copy failed ({err})"
+        if self.off:
+            log.warning("generating with the unquantized model: %s", self.off)
+            return None
+        lean_off = decode.unsupported_reason(fast)
+        if lean_off:
+            log.info("answers use generate(), not the lean decode loop: %s", lean_off)
+        self._copies[key] = entry = (fast, None if lean_off else decode.LeanDecoder(fast))
+        while len(self._copies) > self.KEEP:
+            self._copies.popitem(last=False)
+        return entry

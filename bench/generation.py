@@ -148,7 +148,7 @@ def _long_answer(generator, tok, limit: int, quantize: str) -> list[Row]:
     plain_rate = (p_n - 1) / (p_s - p_first) if p_n > 1 and p_s > p_first else 0.0
     say(f"  long answer: ours {n} tokens in {end - start:.2f} s, plain {p_n} in {p_s:.2f} s ({load_note()})")
     rows = []
-    fast = generator._fast.get(None)  # (int4 copy, LeanDecoder): the same copy through generate()
+    fast = generator._fast.cached(None)  # (int4 copy, LeanDecoder): the same copy through generate()
     if fast is not None and fast[1] is not None:
         g_n, g_s, g_first, _ = _plain_generate(generator, messages, limit, model=fast[0])
         copy_rate = (g_n - 1) / (g_s - g_first) if g_n > 1 and g_s > g_first else 0.0

@@ -115,6 +115,7 @@ def test_int4_generator_gives_the_float_answer_without_running_the_float_model(s
     assert fast.cfg.quantize == "int4"
     answer = fast.generate(QUESTION, max_new_tokens=20)  # builds the int4 copy
     assert answer.strip() == float_answer.strip() == "The capital of France is Paris."
+    assert fast._fast.cached(None)[1] is not None  # decoded by the lean loop (adapters/decode.py)
     calls = []  # hooked after the copy was made: deepcopy would have copied the hook along
     handle = model.model.register_forward_pre_hook(lambda module, args: calls.append(1))
     try:
@@ -133,3 +134,22 @@ def test_a_fresh_gguf_conversion_does_not_claim_to_be_quantized(tmp_path):
     assert model.is_quantized is False
     assert getattr(model, "hf_quantizer", None) is None
     assert not hasattr(model.config, "quantization_config")
+
+
+def test_a_model_the_lean_loop_does_not_know_is_answered_by_generate_on_its_int4_copy(
+    tiny_phi3, smollm_model_config, caplog
+):
+    import copy
+    import logging
+
+    model, tokenizer = tiny_phi3
+    lean = Generator(smollm_model_config, copy.deepcopy(model), tokenizer)
+    other = copy.deepcopy(model)
+    other.config.model_type = "phi3-variant"  # same weights and forward; a type the lean loop does not know
+    fallback = Generator(smollm_model_config, other, tokenizer)
+    with caplog.at_level(logging.INFO, logger="adapters.quantize"):
+        answer = fallback.generate(QUESTION, max_new_tokens=12)
+    assert fallback._fast.cached(None)[1] is None
+    assert "not the lean decode loop: model type 'phi3-variant'" in caplog.text
+    assert answer and answer == lean.generate(QUESTION, max_new_tokens=12)  # both on an int4 copy
+    assert lean._fast.cached(None)[1] is not None
