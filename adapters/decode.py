@@ -78,6 +78,10 @@ def unsupported_reason(model) -> str | None:
         return "partial rotary embeddings"
     if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
         return "biases in attention or MLP"
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if rope.get("rope_type", rope.get("type", "default")) in ("longrope", "dynamic"):
+        # Their frequencies depend on the sequence's length so far; we compute every position at once.
+        return f"rope type {rope.get('rope_type', rope.get('type'))!r}"
     return None
 
 
@@ -112,6 +116,12 @@ class LeanDecoder:
                 qkv = _fuse([attn.q_proj, attn.k_proj, attn.v_proj])
                 gate_up = _fuse([mlp.gate_proj, mlp.up_proj])
             self.layers.append((layer, qkv, attn.o_proj, gate_up, mlp.down_proj))
+
+    def can_decode(self, total: int) -> bool:
+        """Whether prompt + answer (total tokens) fit: past a sliding window (Phi-3-mini's 2047) the model
+        masks older keys, which this loop does not."""
+        window = getattr(self.model.config, "sliding_window", None)
+        return not window or total <= window
 
     def tokens(
         self,

@@ -3,7 +3,8 @@
 One model serves every request, so a lock serialises generation; the adapter is picked while holding
 it, which means an answer always finishes on the adapter it started with. With cfg.quantize="int4",
 stream() runs a 4-bit copy per adapter, with its LoRA kept beside the 4-bit weights (built under the lock
-on its first answer, so an answer in flight keeps its own copy); logits() and perplexity() always use the
+on its first answer, so an answer in flight keeps its own copy), decoded by adapters/decode.py's lean
+loop where it knows the architecture (else by generate()); logits() and perplexity() always use the
 float model.
 """
 
@@ -218,11 +219,11 @@ class Generator:
         with self._lock, self._use(adapter) as model:
             fast, lean = self._fast_model(adapter) or (model, None)
             inputs = tok(prompt, return_tensors="pt", add_special_tokens=False).to(self._model.device)
-            if lean is not None:
+            ids = inputs.input_ids
+            if lean is not None and lean.can_decode(ids.shape[1] + limit):
                 from adapters.decode import pieces_on_worker, sampler, text_pieces
 
                 pick = sampler(self.cfg.temperature)
-                ids = inputs.input_ids
                 yield from pieces_on_worker(
                     lambda: text_pieces(tok, lean.tokens(ids, limit, self._stop_ids, pick))
                 )

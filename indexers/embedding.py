@@ -9,6 +9,8 @@ batching: less padding than LlamaIndex's own loop, which calls the model per emb
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 from pathlib import Path
 
@@ -61,6 +63,43 @@ def resolve_backend(backend: str, device: str = "cpu") -> str:
     return "fp32"
 
 
+@functools.cache
+def _libgomp():
+    """torch's own libgomp, or None on builds without it (macOS, Windows)."""
+    import ctypes
+    import glob
+    import os
+
+    import torch
+
+    paths = sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp*.so*")))
+    return ctypes.CDLL(paths[0]) if paths else None
+
+
+@contextlib.contextmanager
+def one_thread():
+    """This OS thread's torch ops on one OpenMP thread for the block. One question is ~15 tokens: split
+    over two threads it gains nothing, and under OMP_WAIT_POLICY=PASSIVE (the bot's default) every split
+    wakes a sleeping thread, which made the slow tail of the retrieval latency (BENCHMARKS.md). libgomp's
+    setting is per calling thread, unlike torch.set_num_threads. (adapters.decode has the same helper:
+    the two libraries do not import each other.)"""
+    import torch
+
+    try:
+        gomp = _libgomp()
+    except OSError:
+        gomp = None
+    if gomp is None:
+        yield
+        return
+    before = torch.get_num_threads()  # torch's own first-use setup on this thread happens before ours
+    gomp.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        gomp.omp_set_num_threads(before)
+
+
 def embedder_backend(embed_model) -> str:
     """What built an embedder's vectors; a plain LlamaIndex HuggingFaceEmbedding is fp32."""
     return getattr(embed_model, "backend", None) or "fp32"
@@ -86,7 +125,8 @@ def _embedding_class():
             return self._encode_batch
 
         def _embed(self, inputs, prompt_name=None):
-            with torch.inference_mode():
+            single = one_thread() if len(inputs) == 1 else contextlib.nullcontext()  # a question
+            with torch.inference_mode(), single:
                 vectors = self._model.encode(
                     inputs,
                     batch_size=self._encode_batch,

@@ -131,6 +131,17 @@ def test_a_model_the_loop_does_not_know_is_refused_with_the_reason(tiny_phi3):
     assert "model type 'gpt2'" in unsupported_reason(model)
     with pytest.raises(ValueError, match="lean decode loop cannot run this model: model type 'gpt2'"):
         LeanDecoder(model)
+    model.config.model_type = "phi3"
+    model.config.rope_parameters = {"rope_type": "longrope", "rope_theta": 10000.0}
+    assert unsupported_reason(model) == "rope type 'longrope'"
+
+
+def test_past_a_sliding_window_the_loop_declines(tiny_phi3):
+    model = copy.deepcopy(tiny_phi3[0])
+    decoder = LeanDecoder(model)
+    assert decoder.can_decode(100_000)  # no window
+    model.config.sliding_window = 64
+    assert decoder.can_decode(64) and not decoder.can_decode(65)
 
 
 def test_omp_threads_changes_only_the_calling_thread():

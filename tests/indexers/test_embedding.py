@@ -73,3 +73,34 @@ def test_a_backend_change_rebuilds_the_whole_index(tmp_path, fp32_model):
     indexer = Indexer(cfg, bf16)
     assert indexer.store.manifest(indexer.store.current())["fingerprint"]["embed_backend"] == "bf16"
     assert indexer.build().chunks_embedded == 0  # and from then on, incremental again
+
+
+def test_a_question_is_embedded_on_one_thread_and_like_a_batch(fp32_model):
+    """One text (a question) runs on one OpenMP thread of its own OS thread; the vector is the one a
+    batch gives, and the thread count is back afterwards."""
+    import threading
+
+    import torch
+
+    from indexers.embedding import one_thread
+
+    before = torch.get_num_threads()
+    with one_thread():
+        inside = torch.get_num_threads()
+    assert torch.get_num_threads() == before
+    if before > 1:
+        assert inside == 1
+    seen = {}
+
+    def other():  # a thread that touches torch while another is inside one_thread keeps the full count
+        seen["other"] = torch.get_num_threads()
+
+    with one_thread():
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert seen["other"] == before
+    texts = acme_paragraphs()[:3]
+    alone = np.array(fp32_model.get_query_embedding(texts[1]))
+    batch = np.array(fp32_model.get_text_embedding_batch(texts)[1])
+    assert float(alone @ batch) > 0.9999
