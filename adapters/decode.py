@@ -3,13 +3,13 @@
 Profiling SmolLM2-135M's int4 copy put a third of every token outside the matmuls: generate()'s
 per-step bookkeeping (logits processors, stopping criteria, mask building), DynamicCache's torch.cat
 per layer, a six-op RMSNorm, and a flash-attention kernel that spends ~150 us on one query row. Here a
-decode step is the layers' own weights and a handful of ops: the KV cache is preallocated once per
-answer, the rotary cos/sin are computed once for every position, RMSNorm is torch's fused kernel, and a
-single query attends with two small matmuls, its heads grouped over the shared KV heads. Prefill (the
-prompt) uses scaled_dot_product_attention, which suits many rows.
+decode step is the layers' own weights and a handful of ops: the KV cache (fp32) is allocated once per
+answer, the rotary cos/sin are computed once for every position, q/k/v and gate/up each run as one int4
+kernel call, and a single query attends with two small fp32 matmuls, its heads grouped over the shared KV
+heads. The prompt's pass uses scaled_dot_product_attention, which suits many rows.
 
-Only the architectures written out below (Llama-style blocks: SmolLM2, Llama, Mistral-like; and Phi-3's
-fused projections) take this path; Generator falls back to generate() for anything else.
+Only the model types in ARCHITECTURES take this path (llama: SmolLM2, Llama; phi3, with its fused
+projections); Generator falls back to generate() on the same int4 copy for anything else.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterator
 
 ARCHITECTURES = ("llama", "phi3")
 # Layers this narrow decode one token on one thread: each of their matmuls is tens of microseconds, less
-# than waking a second OpenMP thread costs (SmolLM2-135M, hidden 576: 44 tok/s on one thread against 36
-# on two; BENCHMARKS.md). Wider layers, Phi-3-mini's 3072, have enough work per matmul to share.
+# than waking a second OpenMP thread costs under OMP_WAIT_POLICY=PASSIVE (SmolLM2-135M, hidden 576: the
+# lean loop made 52-54 tok/s with one thread against 39-43 with two; BENCHMARKS.md). Wider layers, such as
+# Phi-3-mini's 3072, should have enough work per matmul to share (not measured here).
 ONE_THREAD_HIDDEN = 1024
 
 
