@@ -72,8 +72,12 @@ def _libgomp():
 
     import torch
 
-    paths = sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp*.so*")))
-    return ctypes.CDLL(paths[0]) if paths else None
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp*.so*"))):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
 
 
 @contextlib.contextmanager
@@ -85,10 +89,7 @@ def one_thread():
     the two libraries do not import each other.)"""
     import torch
 
-    try:
-        gomp = _libgomp()
-    except OSError:
-        gomp = None
+    gomp = _libgomp()
     if gomp is None:
         yield
         return

@@ -63,7 +63,8 @@ class Retriever:
         self.store = store or GenerationStore(cfg)
         self._gen: _Generation | None = None
         self._lock = threading.Lock()
-        self._bm25_worker: ThreadPoolExecutor | None = None  # started by the first question
+        # BM25 runs here beside the question's embedding; its one thread starts with the first question.
+        self._bm25_worker = ThreadPoolExecutor(1, thread_name_prefix="expertbot-bm25")
 
     @property
     def generation(self) -> str | None:
@@ -80,14 +81,6 @@ class Retriever:
             self._gen = _Generation(self.store, current, self.cfg.candidates)
             return True
 
-    def _bm25(self, gen: _Generation, query: str):
-        """BM25's ranking of query, started now on a worker thread. It needs no embedding, so it runs while
-        this thread embeds the question and asks Chroma: at 100k chunks it was a fifth of a query's time."""
-        with self._lock:
-            if self._bm25_worker is None:
-                self._bm25_worker = ThreadPoolExecutor(1, thread_name_prefix="expertbot-bm25")
-        return self._bm25_worker.submit(gen.bm25.retrieve, query)
-
     def retrieve(self, query: str, top_k: int | None = None) -> Hits:
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
@@ -96,7 +89,9 @@ class Retriever:
             self.reopen()
         gen = self._gen  # a reference: a concurrent reopen() never changes the generation mid-query
         n = min(self.cfg.candidates, gen.count)
-        bm25 = self._bm25(gen, query) if n and query.strip() else None
+        # BM25 needs no embedding: it runs while this thread embeds the question and asks Chroma (at 100k
+        # chunks it was a fifth of a query's time).
+        bm25 = self._bm25_worker.submit(gen.bm25.retrieve, query) if n and query.strip() else None
         query_vec = self.embed_model.get_query_embedding(query)
         if n == 0:
             return Hits([], query, query_vec)
