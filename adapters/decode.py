@@ -131,12 +131,14 @@ class LeanDecoder:
         stop_ids: list[int],
         pick: Callable | None = None,
         layer_threads: int | None | str = "auto",
+        cancel: threading.Event | None = None,
     ) -> Iterator[int]:
         """Token ids of the answer to input_ids ([1, n]), one at a time, until a stop id or max_new_tokens.
 
         pick(logits [vocab] fp32) -> id chooses each token (None: greedy). layer_threads: OpenMP threads
         for the layers of each decode step ("auto": 1 for narrow models, see ONE_THREAD_HIDDEN; None:
         torch's count). The prompt's pass and the lm_head, big enough to share, use torch's count.
+        Once cancel is set, no further token is computed.
         """
         import torch
         import torch.nn.functional as F
@@ -216,7 +218,7 @@ class LeanDecoder:
                 if token in stops:
                     return
                 yield token
-                if step + 1 == max_new_tokens:
+                if step + 1 == max_new_tokens or (cancel is not None and cancel.is_set()):
                     return
                 token = pick(logits(torch.tensor([[token]]), prompt + step))
 
@@ -256,13 +258,14 @@ def text_pieces(tokenizer, token_ids: Iterator[int]) -> Iterator[str]:
 
 
 def pieces_on_worker(
-    make_pieces: Callable[[], Iterator[str]], name: str = "expertbot-decode"
+    make_pieces: Callable[[threading.Event], Iterator[str]], name: str = "expertbot-decode"
 ) -> Iterator[str]:
-    """make_pieces()'s text pieces, produced on a worker thread and handed over through a queue.
+    """make_pieces(stop)'s text pieces, produced on a worker thread and handed over through a queue.
 
     The consumer (a Slack handler) makes a slow network call every second to show the answer so far;
-    decoding on its own thread keeps going meanwhile. Closing this iterator stops the worker at the next
-    token; its exception, if any, is raised here.
+    decoding on its own thread keeps going meanwhile. Closing this iterator sets stop, which make_pieces
+    passes on to the decoder (LeanDecoder.tokens' cancel), so the worker stops at the next token; its
+    exception, if any, is raised here.
     """
     import queue
 
@@ -272,7 +275,7 @@ def pieces_on_worker(
 
     def work():
         try:
-            for piece in make_pieces():
+            for piece in make_pieces(stop):
                 pieces.put(piece)
                 if stop.is_set():
                     break

@@ -225,7 +225,7 @@ class Generator:
 
                 pick = sampler(self.cfg.temperature)
                 yield from pieces_on_worker(
-                    lambda: text_pieces(tok, lean.tokens(ids, limit, self._stop_ids, pick))
+                    lambda stop: text_pieces(tok, lean.tokens(ids, limit, self._stop_ids, pick, cancel=stop))
                 )
                 return
             model = fast

@@ -191,7 +191,7 @@ def test_sampler_is_greedy_at_zero_and_samples_only_the_top_k():
 def test_pieces_on_worker_hands_over_pieces_and_errors_and_stops_when_closed():
     produced = []
 
-    def pieces():
+    def pieces(stop):
         for i in range(1000):
             produced.append(i)
             yield str(i)
@@ -204,7 +204,7 @@ def test_pieces_on_worker_hands_over_pieces_and_errors_and_stops_when_closed():
     time.sleep(0.05)
     assert count == len(produced) < 1000
 
-    def failing():
+    def failing(stop):
         yield "a"
         raise RuntimeError("kernel failed")
 
@@ -212,3 +212,17 @@ def test_pieces_on_worker_hands_over_pieces_and_errors_and_stops_when_closed():
     assert next(stream) == "a"
     with pytest.raises(RuntimeError, match="kernel failed"):
         next(stream)
+
+
+def test_a_cancelled_decoder_computes_no_further_token(tiny_llama):
+    cancel = threading.Event()
+    steps = []
+
+    def pick(logits):
+        steps.append(1)
+        return int(logits.argmax())
+
+    tokens = LeanDecoder(tiny_llama).tokens(torch.tensor([[5, 17, 42]]), 50, [], pick=pick, cancel=cancel)
+    assert next(tokens) is not None and len(steps) == 1
+    cancel.set()
+    assert list(tokens) == [] and len(steps) == 1  # no forward pass after the cancel
