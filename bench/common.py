@@ -113,11 +113,13 @@ class Context:
     @functools.cached_property
     def embed_model(self):
         """The HuggingFaceEmbedding our indexer uses, shared by our pipeline and the LlamaIndex baseline."""
+        from bot.wiring import settle_heap
         from indexers import load_embed_model
 
         model = load_embed_model()
         # The first forward passes allocate and pick kernels; no benchmark should pay for that.
         model.get_text_embedding_batch(["warm-up text for the embedder"] * 16, show_progress=False)
+        settle_heap()  # as bot.wiring.Services does once it has loaded the embedder
         return model
 
     @functools.cached_property

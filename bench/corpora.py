@@ -7,6 +7,7 @@ a network) the benchmarks that need it print why and skip it.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -116,16 +117,27 @@ def corpora(workdir: Path, quick: bool) -> list[Corpus]:
 
 
 def touch_one_percent(docs: Path, marker: str) -> list[str]:
-    """Edit 1% of the files (at least one) so their bytes change; returns their relative paths.
+    """Edit 1% of the files (at least one) so their text changes; returns their relative paths.
 
-    Only text formats are edited: appending to a PDF or DOCX would make it unreadable instead of changed.
-    Picks are spread over the sorted list so they do not all fall in one folder.
+    A paragraph goes into the middle of each picked file, as an editor would add one: in an HTML page,
+    after its middle `</p>`, inside the article (text appended after `</html>` is not content, so the
+    loader rightly drops it and nothing would be re-embedded). Only text formats are edited: appending to
+    a PDF or DOCX would make it unreadable instead of changed. Picks are spread over the sorted list.
     """
     files = sorted(p for p in docs.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
     total = sum(1 for p in docs.rglob("*") if p.is_file())
     count = max(1, round(total / 100))
     picks = [files[i * len(files) // count] for i in range(count)]
+    sentence = f"{marker}: this paragraph was added to measure an incremental reindex."
     for path in picks:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(f"\n\n{marker}: this paragraph was added to measure an incremental reindex.\n")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() in (".html", ".htm") and "</p>" in text:
+            ends = [m.end() for m in re.finditer("</p>", text)]
+            cut = ends[len(ends) // 2]
+            text = f"{text[:cut]}\n<p>{sentence}</p>{text[cut:]}"
+        else:
+            lines = text.split("\n\n")
+            middle = len(lines) // 2
+            text = "\n\n".join([*lines[:middle], sentence, *lines[middle:]])
+        path.write_text(text, encoding="utf-8")
     return [p.relative_to(docs).as_posix() for p in picks]

@@ -36,7 +36,7 @@ def chunk_texts(docs: Path, embed_model) -> list[str]:
             doc = load_file(path, path.relative_to(docs).as_posix())
         except SkipFile:
             continue
-        texts += [n.get_content() for n in chunk_document(doc, splitter, "bench")]
+        texts += [n.get_content() for n in chunk_document(doc, splitter)]
     return texts
 
 

@@ -6,6 +6,7 @@ Everything is built on first use, so `expertbot index` never loads the LLM and `
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import threading
@@ -30,6 +31,19 @@ def quiet_libraries() -> None:
     """Known-harmless warnings that would scare a new user on every command."""
     # bitsandbytes looks for an optional CPU kernel package at import and warns when it is absent.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
+def settle_heap() -> None:
+    """Take what is alive now (models, tokenizers, an opened index) out of the garbage collector's walks.
+
+    Python's full collection visits every tracked object; with the models and an index loaded that is
+    millions of them, and one such pause (0.5 s on this 2-core machine) landed inside an incremental
+    reindex whenever it allocated enough. Called after a load, never per question: collect what is
+    garbage, then freeze the rest. Frozen objects are still freed by reference counting; unfreezing
+    first lets a dropped index's reference cycles be collected too."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class AdapterNotFoundError(ValueError):
@@ -75,6 +89,8 @@ class Services:
             except StoreError:
                 log.info("models loaded; no index yet: run `expertbot index` or /reindex")
                 return
+            finally:
+                settle_heap()
             log.info("models loaded: ready for questions")
         except Exception as err:  # noqa: BLE001 - warming up is best effort by design
             log.warning(
@@ -85,7 +101,9 @@ class Services:
     def embed_model(self):
         from indexers import load_embed_model
 
-        return load_embed_model(self.settings.embed_model, backend=self.settings.embed_backend)
+        model = load_embed_model(self.settings.embed_model, backend=self.settings.embed_backend)
+        settle_heap()  # `expertbot index` and /reindex build on it: see settle_heap
+        return model
 
     @_built_once
     def index_config(self):
@@ -110,7 +128,10 @@ class Services:
         return Retriever(self.index_config, self.embed_model, self.store)
 
     def reopen_retriever(self) -> bool:
-        return self.retriever.reopen()
+        moved = self.retriever.reopen()
+        if moved:  # a new generation's BM25 corpus and id set are long-lived too
+            settle_heap()
+        return moved
 
     @_built_once
     def generator(self):

@@ -1,8 +1,9 @@
 """Incremental, build-then-swap indexing.
 
-Each build writes a fresh generation. Chunks of unchanged documents are copied from the current
-generation with their embeddings, so only new and changed documents are embedded; removed documents
-simply are not copied. The pointer moves only after the new generation is complete.
+Each build writes a fresh generation: a manifest of the chunk ids it is made of, and a BM25 index. An
+incremental build adds only chunks it has never stored to the collection it shares with the generation
+before it (see store.py); unchanged files cost a hash, and an edited file costs only its changed chunks.
+Nothing the current generation uses is modified, and the pointer moves only once the new one is complete.
 """
 
 from __future__ import annotations
@@ -100,7 +101,9 @@ class Indexer:
                 f"docs folder {docs_dir} is empty; add .md, .txt, .rst, .html, .pdf or .docx files"
             )
         with self._lock():
-            self.store.cleanup()  # orphans of a crashed build go before we add another generation
+            # Orphans of a crashed build go before we add another generation; rows it stored stay, to be
+            # reused by this build where their content is the same.
+            self.store.cleanup(rows=False)
             report = self._build(files, progress, full)
         report.seconds = time.perf_counter() - started
         return report
@@ -126,7 +129,6 @@ class Indexer:
         if old.get("fingerprint") != self.fingerprint():
             full = True  # chunks or vectors would differ: nothing can be reused
         old_docs = {} if full else old.get("docs", {})
-        old_collection = self.store.collection(old_gen) if old_docs else None
         # Sizes and mtimes, taken before any file is read: a file edited mid-build then differs next time.
         stats = {p.relative_to(self.cfg.docs_dir).as_posix(): _stat_key(p) for p in files}
         if old_docs and old.get("files") and stats == old["files"]:
@@ -139,7 +141,9 @@ class Indexer:
             return report
 
         gen = self.store.new_generation()
-        collection = self.store.collection(gen, create=True)
+        # A full build starts a new collection; an incremental one adds to the current generation's, whose
+        # readers keep to the ids their own manifest lists, so they never see what is added here.
+        collection = self.store.collection(old_gen) if old_docs else self.store.collection(gen, create=True)
         vector_store = ChromaVectorStore(chroma_collection=collection)
         splitter = make_splitter(
             self.cfg.chunk_size, self.cfg.chunk_overlap, embed_tokenizer(self.embed_model)
@@ -150,8 +154,6 @@ class Indexer:
         nodes_of: dict[str, list] = {}  # file -> its nodes, for BM25, in file order whatever came first
         late: list[str] = []  # files that broke and keep their last good version
         total = len(files)
-        # Unchanged files first: all their chunks are copied with their vectors in a few large Chroma writes
-        # (one write per file made that copy most of an incremental build).
         digests: dict[str, str | OSError] = {}
         for path in files:
             rel = path.relative_to(self.cfg.docs_dir).as_posix()
@@ -160,10 +162,13 @@ class Indexer:
             except OSError as e:
                 digests[rel] = e
         same = [rel for rel, digest in digests.items() if old_docs.get(rel, {}).get("hash") == digest]
-        nodes_of.update(self._copy(old_collection, collection, {rel: old_docs[rel] for rel in same}))
+        nodes_of.update(self._stored_nodes(collection, {rel: old_docs[rel] for rel in same}))
 
         def flush() -> None:
             nonlocal pending
+            if old_docs and pending:  # chunks of an edited file that did not change are stored already
+                stored = set(collection.get(ids=[n.node_id for n in pending], include=[])["ids"])
+                pending = [n for n in pending if n.node_id not in stored]
             if pending:
                 texts = [n.get_content() for n in pending]
                 vectors = self.embed_model.get_text_embedding_batch(
@@ -193,7 +198,7 @@ class Indexer:
                     report.unchanged.append(rel)
                     docs[rel] = prior
                 else:
-                    nodes = chunk_document(load_file(path, rel), splitter, digest)
+                    nodes = chunk_document(load_file(path, rel), splitter)
                     (report.changed if prior else report.added).append(rel)
                     docs[rel] = {"hash": digest, "chunks": [n.node_id for n in nodes]}
                     pending.extend(nodes)
@@ -211,7 +216,7 @@ class Indexer:
             if progress:  # a file is done once its chunks are stored
                 progress(first_pending - 1 if pending else i, total)
         flush()
-        nodes_of.update(self._copy(old_collection, collection, {rel: old_docs[rel] for rel in late}))
+        nodes_of.update(self._stored_nodes(collection, {rel: old_docs[rel] for rel in late}))
         all_nodes = [
             n for path in files for n in nodes_of.get(path.relative_to(self.cfg.docs_dir).as_posix(), [])
         ]
@@ -230,6 +235,7 @@ class Indexer:
             self.store.dir(gen) / MANIFEST,
             {
                 "fingerprint": self.fingerprint(),
+                "collection": collection.name,
                 "docs": docs,
                 "chunks": len(all_nodes),
                 "built": time.time(),
@@ -241,24 +247,16 @@ class Indexer:
         self.store.cleanup()
         return report
 
-    def _copy(self, old_collection, new_collection, prior: dict[str, dict]) -> dict[str, list]:
-        """Copy files' chunks with their stored vectors into the new generation: no re-embedding.
-
-        Few large writes: each Chroma add has a fixed cost (log write, index update), and one add per
-        file made the copy most of an incremental build. Returns each file's nodes, in chunk order."""
+    def _stored_nodes(self, collection, prior: dict[str, dict]) -> dict[str, list]:
+        """Files' chunks as stored (text and citation, no vectors): BM25 is rebuilt over every chunk.
+        Returns each file's nodes, in chunk order."""
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
         ids = [chunk for doc in prior.values() for chunk in doc["chunks"]]
         step = min(self.store.client.get_max_batch_size(), 4096)
         node_of = {}
         for i in range(0, len(ids), step):
-            got = old_collection.get(ids=ids[i : i + step], include=["embeddings", "documents", "metadatas"])
-            new_collection.add(
-                ids=got["ids"],
-                embeddings=got["embeddings"],
-                documents=got["documents"],
-                metadatas=got["metadatas"],
-            )
+            got = collection.get(ids=ids[i : i + step], include=["documents", "metadatas"])
             for id_, meta, text in zip(got["ids"], got["metadatas"], got["documents"], strict=True):
                 node_of[id_] = metadata_dict_to_node(meta, text=text)
         return {rel: [node_of[c] for c in doc["chunks"] if c in node_of] for rel, doc in prior.items()}

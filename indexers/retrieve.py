@@ -41,7 +41,7 @@ class NoIndexError(StoreError):
 
 
 class _Generation:
-    """One opened generation: its collection and BM25 index."""
+    """One opened generation: its collection, the chunk ids it is made of, and its BM25 index."""
 
     def __init__(self, store: GenerationStore, name: str, top_k: int):
         self.name = name
@@ -49,11 +49,30 @@ class _Generation:
         self.bm25 = bm25_retriever_class().from_persist_dir(
             str(store.dir(name) / BM25_DIR), show_progress=False
         )
-        # A generation never changes once built, so its size is read once, not per question (a COUNT over
-        # 100k rows is milliseconds of every query).
-        self.count = self.collection.count()
+        # The collection may be shared with the generations before and after this one (store.py): rows
+        # this one does not list are skipped, and asked for in excess so that a top n stays n.
+        self.ids = store.chunk_ids(name)
+        self.count = len(self.ids)
+        # Counted once, not per question: a COUNT over 100k rows is milliseconds of every query.
+        self.stored = self.collection.count()
         # bm25s refuses a k larger than its corpus
         self.bm25.similarity_top_k = min(top_k, self.count)
+
+    def dense(self, query_vec: list[float], n: int) -> tuple[list[str], list[float]]:
+        """The n nearest of this generation's chunks: ids and cosine distances."""
+        ask = min(n + max(self.stored - self.count, 0), self.stored)
+        pairs: list[tuple[str, float]] = []
+        while ask > 0:
+            got = self.collection.query(query_embeddings=[query_vec], n_results=ask, include=["distances"])
+            pairs = [(i, d) for i, d in zip(got["ids"][0], got["distances"][0], strict=True) if i in self.ids]
+            if len(pairs) >= n or len(got["ids"][0]) < ask:
+                break
+            # A build added rows since this generation was opened: ask for more, up to all there are.
+            stored, self.stored = self.stored, self.collection.count()
+            if self.stored <= ask and stored == self.stored:
+                break
+            ask = min(2 * ask, self.stored)
+        return [i for i, _ in pairs[:n]], [d for _, d in pairs[:n]]
 
 
 class Retriever:
@@ -96,9 +115,8 @@ class Retriever:
         if n == 0:
             return Hits([], query, query_vec)
         # Ids and distances only: the texts of the few chunks that make the cut are fetched below.
-        dense = gen.collection.query(query_embeddings=[query_vec], n_results=n, include=["distances"])
-        dense_ids = dense["ids"][0]
-        sims = {i: 1.0 - d for i, d in zip(dense_ids, dense["distances"][0], strict=True)}
+        dense_ids, distances = gen.dense(query_vec, n)
+        sims = {i: 1.0 - d for i, d in zip(dense_ids, distances, strict=True)}
         bm25_ids = [h.node.node_id for h in bm25.result()] if bm25 else []
 
         fused: dict[str, float] = {}
@@ -120,6 +138,8 @@ class Retriever:
                 )
         hits = Hits([], query, query_vec)
         for node_id in best:
+            if node_id not in rows:  # listed by BM25 but gone from Chroma (deleted by hand): nothing to cite
+                continue
             meta, doc = rows[node_id]
             node = metadata_dict_to_node(meta, text=doc)
             hits.append(

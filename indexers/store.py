@@ -1,11 +1,16 @@
 """Where an index lives: generations of (Chroma collection, BM25 index, manifest) and a pointer to the
 current one.
 
-A reindex writes a whole new generation and only then rewrites the small CURRENT pointer with os.replace,
-which is atomic on POSIX. Readers follow the pointer, so a build that crashes or is killed halfway never
-touches what is being served; the orphan is cleaned up by the next build.
+A reindex writes a new generation (manifest + BM25 index) and only then rewrites the small CURRENT
+pointer with os.replace, which is atomic on POSIX. Readers follow the pointer, so a build that crashes or
+is killed halfway never touches what is being served; the orphan is cleaned up by the next build.
 
-The same code serves the embedded PersistentClient and a Chroma server: one collection per generation.
+Vectors live in Chroma. A full build makes a new collection; an incremental build adds its new chunks to
+the collection of the generation it starts from, so unchanged chunks are never copied. Chunk ids are
+content hashes, so a row never changes once written, and a generation's manifest lists the ids it is
+made of: readers keep to those, and rows that no kept generation lists are deleted after a switch.
+
+The same code serves the embedded PersistentClient and a Chroma server.
 """
 
 from __future__ import annotations
@@ -125,8 +130,12 @@ class GenerationStore:
     def collection_name(self, generation: str) -> str:
         return f"{self.cfg.collection_prefix}_{generation}"
 
+    def collection_of(self, generation: str) -> str:
+        """The collection holding a generation's vectors: its own, or one it shares with those before it."""
+        return (self.manifest(generation) or {}).get("collection") or self.collection_name(generation)
+
     def collection(self, generation: str, create: bool = False):
-        name = self.collection_name(generation)
+        name = self.collection_name(generation) if create else self.collection_of(generation)
         if create:
             # Cosine space: 1 - distance is the cosine similarity the refusal threshold is set in.
             return self.client.create_collection(name, metadata={"hnsw:space": "cosine"})
@@ -145,9 +154,21 @@ class GenerationStore:
         except FileNotFoundError:
             return None
 
-    def cleanup(self) -> list[str]:
-        """Drop every generation that is neither current nor kept in history: old ones and crashed builds."""
-        keep = {g for g in [self.current(), *self.history()[: self.cfg.keep_generations - 1]] if g}
+    def chunk_ids(self, generation: str | None) -> set[str]:
+        """Every chunk a generation is made of (files kept at their last good version included)."""
+        docs = (self.manifest(generation) or {}).get("docs", {})
+        return {chunk for doc in docs.values() for chunk in doc["chunks"]}
+
+    def cleanup(self, rows: bool = True) -> list[str]:
+        """Drop every generation that is neither current nor kept in history (old ones and crashed builds),
+        every collection no kept generation uses, and, with `rows`, the rows no kept generation lists.
+
+        A build calls it with rows=False before it starts, so that what a crashed build already embedded
+        into the shared collection is reused rather than thrown away, and with rows=True after its switch."""
+        keep = [g for g in [self.current(), *self.history()[: self.cfg.keep_generations - 1]] if g]
+        used: dict[str, set[str]] = {}  # collection -> the chunk ids kept generations list in it
+        for gen in keep:
+            used.setdefault(self.collection_of(gen), set()).update(self.chunk_ids(gen))
         removed = []
         for path in self.root.iterdir():
             if path.is_dir() and path.name.startswith("g") and path.name not in keep:
@@ -155,12 +176,28 @@ class GenerationStore:
                 removed.append(path.name)
         prefix = f"{self.cfg.collection_prefix}_"
         for name in self._collection_names():
-            gen = name[len(prefix) :] if name.startswith(prefix) else None
-            if gen and gen not in keep:
+            if name.startswith(prefix) and name not in used:
                 self.client.delete_collection(name)
-                if gen not in removed:
-                    removed.append(gen)
+                if name[len(prefix) :] not in removed:
+                    removed.append(name[len(prefix) :])
+        for name, ids in used.items() if rows else ():
+            self._delete_unlisted(name, ids)
         return removed
+
+    def _delete_unlisted(self, name: str, listed: set[str]) -> None:
+        """Delete a shared collection's rows that no kept generation lists (chunks replaced two builds ago,
+        or added by a build that crashed). A COUNT first: listing every id is only needed when some are
+        extra."""
+        try:
+            collection = self.client.get_collection(name)
+        except Exception:  # a generation whose collection is gone is reported by whoever opens it
+            return
+        if collection.count() <= len(listed):
+            return
+        extra = [i for i in collection.get(include=[])["ids"] if i not in listed]
+        step = self.client.get_max_batch_size()
+        for i in range(0, len(extra), step):
+            collection.delete(ids=extra[i : i + step])
 
     def _collection_names(self) -> list[str]:
         return [c if isinstance(c, str) else c.name for c in self.client.list_collections()]

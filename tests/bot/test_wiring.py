@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -36,3 +37,17 @@ def test_warm_up_over_an_index_reports_ready(acme_services, caplog):
     with caplog.at_level(logging.INFO, logger="bot.wiring"):
         acme_services.warm_up()
     assert "ready for questions" in caplog.text and "did not finish" not in caplog.text
+
+
+def test_loaded_models_and_index_are_kept_out_of_garbage_collection(acme_services):
+    """After the warm-up the models and the opened index are frozen (bot.wiring.settle_heap): a full
+    collection, which once paused an incremental reindex for half a second, no longer walks them."""
+    try:
+        acme_services.warm_up()
+        retriever = acme_services.answerer.retriever
+        long_lived = [acme_services.generator, retriever, retriever._gen.bm25, acme_services.embed_model]
+        assert gc.get_freeze_count() > 0
+        walked = {id(o) for o in gc.get_objects()}  # what a collection visits: frozen objects are not in it
+        assert not [o for o in long_lived if id(o) in walked]
+    finally:
+        gc.unfreeze()  # let the rest of the suite collect as usual

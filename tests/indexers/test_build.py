@@ -15,7 +15,15 @@ def make(tmp_path, docs, embed_model, **kw):
 
 
 def chunk_count(indexer) -> int:
-    return indexer.store.collection(indexer.store.current()).count()
+    """Chunks of the current generation, after checking that its collection holds nothing else than the
+    rows of the generations kept (current and previous): the collection is shared between them."""
+    store = indexer.store
+    kept = [store.current(), *store.history()[: store.cfg.keep_generations - 1]]
+    listed = set().union(
+        *(store.chunk_ids(g) for g in kept if store.collection_of(g) == store.collection_of(kept[0]))
+    )
+    assert sorted(store.collection(kept[0]).get(include=[])["ids"]) == sorted(listed)
+    return len(store.chunk_ids(kept[0]))
 
 
 def test_build_retrieve_and_cite(tmp_path, docs_copy, embed_model):
@@ -44,17 +52,23 @@ def test_incremental_embeds_only_what_changed(tmp_path, docs_copy, embed_model):
     changed.write_text(changed.read_text() + "\n## Pager etiquette\n\nAcknowledge within 7 minutes.\n")
     (docs_copy / "support/support-escalation.txt").unlink()
     report = indexer.build()
-    manifest = indexer.store.manifest(indexer.store.current())
-    assert report.changed == ["engineering/oncall-runbook.md"]
+    before, after = (
+        indexer.store.manifest(first.generation)["docs"],
+        indexer.store.manifest(report.generation)["docs"],
+    )
+    runbook = "engineering/oncall-runbook.md"
+    assert report.changed == [runbook]
     assert report.removed == ["support/support-escalation.txt"]
-    assert report.chunks_embedded == len(manifest["docs"]["engineering/oncall-runbook.md"]["chunks"])
+    # Only the runbook's new chunks are embedded: its unchanged sections keep their stored rows.
+    new = set(after[runbook]["chunks"]) - set(before[runbook]["chunks"])
+    assert 0 < report.chunks_embedded == len(new) < len(after[runbook]["chunks"])
     assert (
         report.chunks_total
         == chunk_count(indexer)
         == first.chunks_total
-        - len(indexer.store.manifest(first.generation)["docs"]["support/support-escalation.txt"]["chunks"])
-        + report.chunks_embedded
-        - len(indexer.store.manifest(first.generation)["docs"]["engineering/oncall-runbook.md"]["chunks"])
+        - len(before["support/support-escalation.txt"]["chunks"])
+        + len(after[runbook]["chunks"])
+        - len(before[runbook]["chunks"])
     )
     hits = retriever.retrieve("How quickly must I acknowledge a page?", top_k=20)
     assert "support/support-escalation.txt" not in {h.file for h in hits}
@@ -78,13 +92,19 @@ def test_crash_halfway_leaves_previous_generation_serving(tmp_path, docs_copy, e
     with pytest.raises(KeyboardInterrupt):
         indexer.build(progress=crash)
     assert indexer.store.current() == before
-    assert [
-        (h.id, h.file) for h in Retriever(indexer.cfg, embed_model).retrieve("Which VPN do we use?")
-    ] == hits_before
+    # A reader opened before the crash (which counted fewer rows) and a new one both see `before` only.
+    for reader in (retriever, Retriever(indexer.cfg, embed_model)):
+        assert [(h.id, h.file) for h in reader.retrieve("Which VPN do we use?")] == hits_before
     orphans = [p.name for p in indexer.store.root.glob("g*") if p.name != before]
-    assert orphans and indexer.store.collection(orphans[0]).count() > 0  # half-built, still on disk...
-    indexer.build()
-    assert not set(orphans) & {p.name for p in indexer.store.root.glob("g*")}  # ...until the next build
+    listed = indexer.store.chunk_ids(before)
+    stored = set(indexer.store.collection(before).get(include=[])["ids"])
+    half_built = stored - listed  # rows the crashed build stored, which readers of `before` never see
+    assert orphans and half_built and listed <= stored
+    report = indexer.build()
+    assert not set(orphans) & {p.name for p in indexer.store.root.glob("g*")}  # gone with the next build...
+    new = indexer.store.chunk_ids(report.generation) - listed
+    assert half_built <= new and report.chunks_embedded == len(new - half_built)  # ...which reused its rows
+    assert report.chunks_total == chunk_count(indexer)
 
 
 def test_bad_files_are_reported_and_good_versions_kept(tmp_path, docs_copy, embed_model):

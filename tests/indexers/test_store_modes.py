@@ -99,14 +99,25 @@ def test_chroma_server_mode(tmp_path, docs_copy, embed_model, chroma_server):
     )
     second = indexer.build()
     assert second.changed == ["handbook/onboarding.md"] and second.chunks_embedded == 1
-    names = {c.name for c in indexer.store.client.list_collections()}
-    assert indexer.store.collection_name(second.generation) in names
-    assert indexer.store.collection_name(first.generation) in names  # the previous one is kept...
+    # The incremental build added its one chunk to the first generation's collection: nothing was copied.
+    shared = indexer.store.collection_name(first.generation)
+    assert {c.name for c in indexer.store.client.list_collections()} == {shared}
+    kept = indexer.store.chunk_ids(first.generation) | indexer.store.chunk_ids(second.generation)
+    assert indexer.store.collection(second.generation).count() == len(kept)  # the previous one is kept...
     indexer.store.cfg.keep_generations = 1
     indexer.store.cleanup()
+    stored = indexer.store.collection(second.generation).get(include=[])["ids"]
+    assert sorted(stored) == sorted(indexer.store.chunk_ids(second.generation))  # ...until not wanted
+    third = indexer.build(full=True)  # a full build starts a collection of its own
+    indexer.store.cleanup()
     assert {c.name for c in indexer.store.client.list_collections()} == {
-        indexer.store.collection_name(second.generation)  # ...and dropped once not wanted
+        indexer.store.collection_name(third.generation)
     }
+    assert (
+        Retriever(cfg, embed_model)
+        .retrieve("How long is the Quillmate pairing?")[0]
+        .text.endswith("9 weeks.")
+    )
 
 
 def test_unreachable_chroma_server_is_a_clear_error(tmp_path, docs_copy, embed_model):
