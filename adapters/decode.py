@@ -86,14 +86,22 @@ def unsupported_reason(model) -> str | None:
     return None
 
 
+def _direct(layer):
+    """layer as a plain call on [n, in] input: an int4 layer's own kernel where it has one (quantize's
+    WeightInt4Linear.direct): nn.Module.__call__ and the reshapes in forward cost microseconds, 120
+    times a token."""
+    direct = getattr(layer, "direct", None)
+    return direct() if direct is not None else layer
+
+
 def _fuse(parts):
     """parts as one int4 layer where they can be (quantize's WeightInt4Linear.fused), else as a tuple."""
     fused = getattr(type(parts[0]), "fused", None)
     if fused is not None and all(type(p) is type(parts[0]) for p in parts):
         one = fused(list(parts))
         if one is not None:
-            return one
-    return tuple(parts)
+            return _direct(one)
+    return tuple(_direct(p) for p in parts)
 
 
 class LeanDecoder:
@@ -112,11 +120,11 @@ class LeanDecoder:
         for layer in model.model.layers:
             attn, mlp = layer.self_attn, layer.mlp
             if model.config.model_type == "phi3":
-                qkv, gate_up = attn.qkv_proj, mlp.gate_up_proj
+                qkv, gate_up = _direct(attn.qkv_proj), _direct(mlp.gate_up_proj)
             else:
                 qkv = _fuse([attn.q_proj, attn.k_proj, attn.v_proj])
                 gate_up = _fuse([mlp.gate_proj, mlp.up_proj])
-            self.layers.append((layer, qkv, attn.o_proj, gate_up, mlp.down_proj))
+            self.layers.append((layer, qkv, _direct(attn.o_proj), gate_up, _direct(mlp.down_proj)))
 
     def can_decode(self, total: int) -> bool:
         """Whether prompt + answer (total tokens) fit: past a sliding window (Phi-3-mini's 2047) the model
@@ -147,19 +155,21 @@ class LeanDecoder:
         config, inner = model.config, model.model
         heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
         dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-        group = heads // kv_heads
-        scaling = dim**-0.5
+        group, half, rows = heads // kv_heads, dim // 2, heads + kv_heads
         prompt = input_ids.shape[1]
         total = prompt + max_new_tokens
         dtype = inner.embed_tokens.weight.dtype
-        # fp32 keys and values: one query row against them is two small fp32 matmuls, a tenth of the time
-        # of the same bf16 ones here (oneDNN's bf16 path has a high fixed cost at these sizes).
-        caches = [
-            (torch.empty(1, kv_heads, total, dim), torch.empty(1, kv_heads, total, dim)) for _ in self.layers
-        ]
+        # fp32 keys and values, [kv_heads, position, dim]: one query row against them is two small fp32
+        # matmuls, a tenth of the time of the same bf16 ones here (oneDNN's bf16 path has a high fixed cost
+        # at these sizes). Queries and keys are rotated in fp32 too: one cast per layer instead of three.
+        caches = [(torch.empty(kv_heads, total, dim), torch.empty(kv_heads, total, dim)) for _ in self.layers]
         with torch.inference_mode():
             cos, sin = inner.rotary_emb(inner.embed_tokens.weight[:1], torch.arange(total).unsqueeze(0))
-        cos, sin = cos.to(dtype)[0], sin.to(dtype)[0]  # [total, dim], every position at once
+        # Rounded to the model's dtype as HF's rotary does; rotate_half(x) * sin is x with its halves
+        # swapped times sin with the first half negated. The query rows also carry the softmax scale.
+        cos, sin = cos[0].to(dtype).float(), sin[0].to(dtype).float()
+        sin = torch.cat((-sin[:, :half], sin[:, half:]), -1)
+        row_scale = torch.tensor([dim**-0.5] * heads + [1.0] * kv_heads).view(rows, 1)
         pick = pick or (lambda logits: int(logits.argmax()))
         if layer_threads == "auto":
             layer_threads = 1 if config.hidden_size <= ONE_THREAD_HIDDEN else None
@@ -170,57 +180,55 @@ class LeanDecoder:
                 dtype
             )
 
-        def rotate(x, c, s):  # x [1, h, n, dim]; HF's rotate_half convention
-            half = x.shape[-1] // 2
-            return x * c + torch.cat((-x[..., half:], x[..., :half]), -1) * s
-
-        def layers(ids, start: int):
-            n = ids.shape[1]
-            c, s = cos[start : start + n], sin[start : start + n]
-            x = inner.embed_tokens(ids)
+        def layers(x, start: int):  # x [n, hidden]: the rows at positions start..start+n-1
+            n = x.shape[0]
+            c = cos[start : start + n].unsqueeze(1) * row_scale  # [n, rows, dim], shared by every layer
+            s = sin[start : start + n].unsqueeze(1) * row_scale
             for (layer, qkv, o_proj, gate_up, down), (k_cache, v_cache) in zip(
                 self.layers, caches, strict=True
             ):
                 h = norm(layer.input_layernorm, x)
-                out = torch.cat([proj(h) for proj in qkv], -1) if isinstance(qkv, tuple) else qkv(h)
-                qk, v = out.split([(heads + kv_heads) * dim, kv_heads * dim], -1)
-                qk = rotate(qk.view(1, n, heads + kv_heads, dim).transpose(1, 2), c, s)  # q and k at once
-                q = qk[:, :heads].float()
-                k_cache[:, :, start : start + n] = qk[:, heads:]
-                v_cache[:, :, start : start + n] = v.view(1, n, kv_heads, dim).transpose(1, 2)
-                keys, values = k_cache[:, :, : start + n], v_cache[:, :, : start + n]
+                out = (torch.cat([proj(h) for proj in qkv], -1) if isinstance(qkv, tuple) else qkv(h)).float()
+                qk = out[:, : rows * dim].view(n, rows, dim)
+                qk = qk * c + qk.view(n, rows, 2, half).flip(-2).view(n, rows, dim) * s  # q and k at once
+                k_cache[:, start : start + n] = qk[:, heads:].transpose(0, 1)
+                v_cache[:, start : start + n] = out[:, rows * dim :].view(n, kv_heads, dim).transpose(0, 1)
+                keys, values = k_cache[:, : start + n], v_cache[:, : start + n]  # [kv_heads, start+n, dim]
                 if n == 1:  # one query row: [kv_heads, group, dim] against its KV head's keys
-                    scores = (q.view(kv_heads, group, dim) @ keys[0].transpose(1, 2)) * scaling
-                    out = (scores.softmax(-1) @ values[0]).reshape(1, 1, heads * dim)
+                    scores = torch.bmm(qk[0, :heads].view(kv_heads, group, dim), keys.transpose(1, 2))
+                    out = torch.bmm(scores.softmax(-1), values).view(1, heads * dim)
                 else:  # the prompt, from position 0
                     out = F.scaled_dot_product_attention(
-                        q, keys, values, is_causal=True, scale=scaling, enable_gqa=group > 1
-                    )
-                    out = out.transpose(1, 2).reshape(1, n, heads * dim)
+                        qk[:, :heads].transpose(0, 1), keys, values, is_causal=True, scale=1.0,
+                        enable_gqa=group > 1,
+                    )  # fmt: skip
+                    out = out.transpose(0, 1).reshape(n, heads * dim)
                 x = x + o_proj(out.to(dtype))
                 h = norm(layer.post_attention_layernorm, x)
-                if isinstance(gate_up, tuple):
-                    gate, up = gate_up[0](h), gate_up[1](h)
-                else:
-                    gate, up = gate_up(h).chunk(2, -1)
-                x = x + down(F.silu(gate) * up)
+                gate, up = (
+                    (gate_up[0](h), gate_up[1](h)) if isinstance(gate_up, tuple) else gate_up(h).chunk(2, -1)
+                )
+                x = x + down(F.silu(gate).mul_(up))
             return x
 
-        def logits(ids, start: int):
+        embed = inner.embed_tokens
+
+        def logits(token: int | None, start: int):
+            x = embed(input_ids[0]) if token is None else embed.weight[token : token + 1]
             with omp_threads(layer_threads if start else None):
-                x = layers(ids, start)
-            return model.lm_head(norm(inner.norm, x[:, -1:]))[0, -1].float()
+                x = layers(x, start)
+            return model.lm_head(norm(inner.norm, x[-1:]))[0].float()
 
         stops = set(stop_ids)
         with torch.inference_mode():
-            token = pick(logits(input_ids, 0))
+            token = pick(logits(None, 0))
             for step in range(max_new_tokens):
                 if token in stops:
                     return
                 yield token
                 if step + 1 == max_new_tokens or (cancel is not None and cancel.is_set()):
                     return
-                token = pick(logits(torch.tensor([[token]]), prompt + step))
+                token = pick(logits(token, prompt + step))
 
 
 def sampler(temperature: float, top_k: int = 50) -> Callable | None:

@@ -75,6 +75,14 @@ def _modules():
             y = y.reshape(*shape[:-1], self.out_features)
             return y if self.bias is None else y + self.bias
 
+        def direct(self):
+            """forward for [n, in] bf16 input as a plain function, for the lean decode loop: the kernel
+            alone where there is no LoRA or bias, with no module call or reshape around it."""
+            if self.lora_a is not None or self.bias is not None:
+                return self.forward
+            weight, scale_zero = self.weight_int4, self.scale_zero
+            return lambda x: torch._weight_int4pack_mm_for_cpu(x, weight, GROUP, scale_zero)
+
         @classmethod
         def fused(cls, parts: list) -> WeightInt4Linear:
             """One layer computing parts' outputs side by side (q, k, v; or gate, up): one kernel call

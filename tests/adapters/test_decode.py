@@ -82,8 +82,9 @@ def test_lean_decoding_of_the_int4_copy_follows_its_own_forward(smollm):
     model, tokenizer = smollm
     fast = quantize_in_place(inference_copy(model))
     decoder = LeanDecoder(fast)
-    int4 = type(fast.model.layers[0].mlp.down_proj)
-    assert all(type(part) is int4 for layer in decoder.layers for part in layer[1:])  # q/k/v, gate/up fused
+    parts = [part for layer in decoder.layers for part in layer[1:]]
+    assert len(parts) == 4 * len(fast.model.layers)  # q/k/v and gate/up fused, each a kernel call of its own
+    assert not [part for part in parts if isinstance(part, (tuple, torch.nn.Module))]
     ids = tokenizer("The capital of France is Paris. The capital of Italy is", return_tensors="pt").input_ids
     tokens, logits = lean_logits(fast, ids, 8)
     expected = own_forward_logits(fast, ids, tokens)
