@@ -70,6 +70,27 @@ def test_int4_copy_follows_the_float_model_and_leaves_it_alone(smollm):
     assert agree >= 0.9 and kl.item() < 0.02, (agree, kl.item())
 
 
+def test_the_head_s_int4_first_pass_leaves_the_logits_decoding_looks_at_as_int8_gives_them(smollm):
+    """The int4 pass only chooses which rows to compute from int8: at every position of a text, greedy's
+    pick and the best 50 logits (what top-k sampling sees) are those of the whole int8 head."""
+    from adapters.quantize import REFINE
+
+    model, tokenizer = smollm
+    fast = quantize_in_place(inference_copy(model))
+    head = fast.lm_head
+    assert head.coarse_int4 is not None and REFINE >= 50
+    ids = tokenizer(TEXT + " The quick brown fox jumps over the lazy dog.", return_tensors="pt").input_ids
+    with torch.inference_mode():
+        hidden = fast.model(input_ids=ids).last_hidden_state[0]  # after the final norm
+        got = head(hidden)
+        whole = hidden.float() @ (head.weight_int8.float() * head.scale[:, None]).T
+    assert torch.equal(got.argmax(-1), whole.argmax(-1))  # greedy picks the same token everywhere
+    top, whole_top = got.topk(50, dim=-1), whole.topk(50, dim=-1)
+    same = [set(a.tolist()) == set(b.tolist()) for a, b in zip(top.indices, whole_top.indices, strict=True)]
+    assert sum(same) >= 0.99 * len(same), f"{sum(same)} of {len(same)} positions"  # measured: all
+    assert torch.allclose(top.values[0], whole_top.values[0], atol=1e-3)  # the rows computed from int8
+
+
 def test_an_adapters_change_survives_the_int4_copy(smollm):
     """A trained LoRA changes each weight by far less than one 4-bit step: merged and then rounded, its
     change was mostly lost (a trained adapter's answers came back as the base model's). Kept beside the
