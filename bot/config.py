@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     chunk_size: int = Field(180, ge=96, le=1024, description="chunk size in embedder tokens")
     chunk_overlap: int = Field(30, ge=0, description="overlap between chunks, in tokens")
     max_new_tokens: int = Field(96, ge=1, le=4096, description="answer length limit in tokens")
-    device: str = Field("auto", pattern="^(auto|cpu|cuda)$", description="auto, cpu or cuda")
+    device: str = Field(
+        "auto", pattern="^(auto|cpu|cuda)$", description="auto, cpu or cuda: for the LLM and the embedder"
+    )
     load_in_4bit: bool = Field(False, description="load the base model in 4-bit NF4 (bitsandbytes)")
     quantize: str = Field(
         "int4", pattern="^(none|int4)$", description="none or int4: answer from a 4-bit weight copy (CPU)"

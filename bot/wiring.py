@@ -101,7 +101,10 @@ class Services:
     def embed_model(self):
         from indexers import load_embed_model
 
-        model = load_embed_model(self.settings.embed_model, backend=self.settings.embed_backend)
+        s = self.settings
+        model = load_embed_model(
+            s.embed_model, device=s.device, backend=s.embed_backend
+        )  # GPU if the LLM has one
         settle_heap()  # `expertbot index` and /reindex build on it: see settle_heap
         return model
 

@@ -145,12 +145,27 @@ def _embedding_class():
     return SortedEmbedding
 
 
+def resolve_device(device: str) -> str:
+    """ "auto": CUDA where torch sees a GPU, else the CPU; "cuda" without one is an error, not a surprise."""
+    import torch
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"embed device must be one of auto, cpu, cuda, got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("embed device is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'")
+    return device
+
+
 def load_embed_model(
     name: str = BUNDLED_EMBED_MODEL, batch_size: int = 64, device: str = "cpu", backend: str = "auto"
 ):
-    """A LlamaIndex embedding; callers pass it explicitly (we never touch llama_index Settings)."""
+    """A LlamaIndex embedding; callers pass it explicitly (we never touch llama_index Settings).
+    device: cpu, cuda, or auto (a GPU where there is one); on a GPU "auto" is fp32."""
     import torch
 
+    device = resolve_device(device)
     chosen = resolve_backend(backend, device)
     path = resolve_embed_model(name)
     local = Path(path).exists()

@@ -4,9 +4,10 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from indexers import IndexConfig, Indexer, load_embed_model
-from indexers.embedding import cpu_has_native_bf16, embedder_backend, resolve_backend
+from indexers.embedding import cpu_has_native_bf16, embedder_backend, resolve_backend, resolve_device
 
 from ..conftest import ACME
 
@@ -33,6 +34,15 @@ def test_backend_names_are_checked_and_auto_is_resolved():
     assert resolve_backend("fp32") == "fp32"
     assert resolve_backend("auto") == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert resolve_backend("auto", device="cuda") == "fp32"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_embed_device_auto_is_the_cpu_without_a_gpu_and_cuda_then_says_why_not():
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'"):
+        load_embed_model(device="cuda")
+    with pytest.raises(ValueError, match="embed device must be one of auto, cpu, cuda, got 'tpu'"):
+        load_embed_model(device="tpu")
 
 
 def test_fp32_backend_gives_plain_sentence_transformers_vectors(fp32_model):
