@@ -29,8 +29,9 @@ _BOILERPLATE_HINT = re.compile(
 )
 
 
-# Markers that survive whitespace collapsing: a paragraph break, and a line break (<br>, code lines).
-_PARA, _LINE, _CODE = "\x01", "\x02", "\x03"
+# Markers that survive whitespace collapsing: a paragraph break, a line break (<br>, code lines), the
+# start of a code line, and a space inside one (indentation, as after a "..." prompt, is meaning).
+_PARA, _LINE, _CODE, _SPACE = "\x01", "\x02", "\x03", "\x04"
 _BLOCK_TAGS = [
     "p", "div", "section", "article", "main", "ul", "ol", "dl", "dd", "table", "thead", "tbody",
     "blockquote", "figure", "figcaption", "caption", "hr", "li", "tr",
@@ -60,8 +61,9 @@ def html_to_markdown(text: str) -> tuple[str, str | None, str | None]:
             tag.decompose()
     body = soup.find("main") or soup.find(attrs={"role": "main"}) or soup.find("article") or soup.body or soup
     for pre in body.find_all("pre"):  # a leading space keeps "# comment" lines from reading as headings
-        lines = [line.rstrip() for line in pre.get_text().splitlines()]
-        pre.replace_with(_PARA + _LINE.join(_CODE + line for line in lines if line.strip()) + _PARA)
+        lines = [line.rstrip().expandtabs(4) for line in pre.get_text().splitlines()]
+        code = [_CODE + line.replace(" ", _SPACE) for line in lines if line]
+        pre.replace_with(_PARA + _LINE.join(code) + _PARA)
     for dl in body.find_all("dl"):
         _dt_headings(dl)
     for level in range(1, 7):
@@ -81,7 +83,7 @@ def html_to_markdown(text: str) -> tuple[str, str | None, str | None]:
     content = re.sub(r"\s+", " ", body.get_text(""))
     content = re.sub(rf"\s*{_PARA}[\s{_PARA}]*", "\n\n", content)
     content = re.sub(rf" ?(\| )?{_LINE}", "\n", content).replace(" |\n", "\n")
-    content = re.sub(r" \|[ \t]*$", "", content, flags=re.M).replace(_CODE, " ")
+    content = re.sub(r" \|[ \t]*$", "", content, flags=re.M).replace(_CODE, " ").replace(_SPACE, " ")
     return content, title, url
 
 

@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 from .config import SUPPORTED_SUFFIXES
 
 # Bump when parsing changes, so that an incremental build re-reads every document.
-LOADER_VERSION = 4
+LOADER_VERSION = 5  # 5: HTML code blocks keep their indentation
 
 
 @dataclass

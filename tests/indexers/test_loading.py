@@ -82,7 +82,10 @@ SPHINX_PAGE = """<html><head><title>bisect — Array bisection algorithm</title>
 without sorting it <a href="#x"><code class="xref">after</code></a> each insertion. It is fast.</p>
 <div class="toctree-wrapper"><ul><li><a href="#a">bisect_left()</a></li></ul></div>
 <div class="highlight"><pre><span class="c1"># a comment, not a heading</span>
-<span class="n">x</span> = 1
+<span class="n">x</span>  = 1
+<span class="k">def</span> <span class="nf">f</span>():
+	<span class="k">if</span> x:
+        <span class="k">return</span> 1
 </pre></div>
 <table><tr><th><p>Code</p></th><th><p>Type</p></th></tr>
 <tr><td><p>'b'</p></td><td><p>signed char</p></td></tr></table>
@@ -104,7 +107,8 @@ def test_html_inline_markup_joins_and_api_entries_become_sections(tmp_path: Path
     assert intro[0] == (
         "This module keeps a list in sorted order without sorting it after each insertion. It is fast."
     )
-    assert " # a comment, not a heading\n x = 1" in intro  # code keeps its lines, comments stay text
+    # Code keeps its lines and their indentation; a comment stays text, not a heading.
+    assert " # a comment, not a heading\n x  = 1\n def f():\n     if x:\n         return 1" in intro
     assert "Code | Type" in intro and "'b' | signed char" in intro  # a table row is one line
     assert "- Kbd: Control-Z exits." in intro
     assert not any("Table of contents" in p or "bisect_left()" in p for p in intro)  # sidebar, toctree
