@@ -37,8 +37,8 @@ def settle_heap() -> None:
     """Take what is alive now (models, tokenizers, an opened index) out of the garbage collector's walks.
 
     Python's full collection visits every tracked object; with the models and an index loaded that is
-    millions of them, and one such pause (0.5 s on this 2-core machine) landed inside an incremental
-    reindex whenever it allocated enough. Called after a load, never per question: collect what is
+    hundreds of thousands of them, and one such pause (0.5 s on this 2-core machine) landed inside an
+    incremental reindex whenever it allocated enough. Called after a load, never per question: collect what is
     garbage, then freeze the rest. Frozen objects are still freed by reference counting; unfreezing
     first lets a dropped index's reference cycles be collected too."""
     gc.unfreeze()
@@ -101,10 +101,8 @@ class Services:
     def embed_model(self):
         from indexers import load_embed_model
 
-        s = self.settings
-        model = load_embed_model(
-            s.embed_model, device=s.device, backend=s.embed_backend
-        )  # GPU if the LLM has one
+        s = self.settings  # the embedder runs where the LLM does: a GPU where there is one
+        model = load_embed_model(s.embed_model, device=s.device, backend=s.embed_backend)
         settle_heap()  # `expertbot index` and /reindex build on it: see settle_heap
         return model
 

@@ -143,7 +143,8 @@ class GenerationStore:
             return self.client.get_collection(name)
         except Exception as e:
             raise StoreError(
-                f"index generation {generation} has no Chroma collection {name!r}: {e}"
+                f"index generation {generation} has no Chroma collection {name!r} ({e}); "
+                "run `expertbot index --full` to build it again"
             ) from None
 
     def manifest(self, generation: str | None) -> dict | None:
