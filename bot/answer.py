@@ -127,7 +127,10 @@ class Answerer:
         history: list[dict] | None = None,
         retrieval: bool = True,
         adapter: str | None = None,
+        hits=None,
     ) -> AnswerStream:
+        """hits: what the retriever already returned for this question (bot.evaluate scores them too), at
+        least top_k of them; its best top_k are used instead of retrieving again."""
         question = question.strip()
         ref = self.resolve_adapter(adapter)
         name = ref.name if ref else None
@@ -139,8 +142,10 @@ class Answerer:
                 {"role": "user", "content": question},
             ]
             return AnswerStream([], name, self._generate(messages, ref))
-        self.retriever.reopen()  # cheap; follows a reindex that finished since the last question
-        hits = self.retriever.retrieve(_retrieval_query(question, history), top_k=self.top_k)
+        if hits is None or len(hits) < self.top_k:
+            self.retriever.reopen()  # cheap; follows a reindex that finished since the last question
+            hits = self.retriever.retrieve(_retrieval_query(question, history), top_k=self.top_k)
+        hits = hits[: self.top_k]
         if (
             not hits
             or max(h.similarity for h in hits) < self.min_similarity

@@ -86,8 +86,9 @@ def evaluate(
     latencies = []
     for item in items:
         started = time.perf_counter()
-        hits = answerer.retriever.retrieve(item.question, top_k=top_k)
-        files = list(dict.fromkeys(h.file for h in hits))
+        # One retrieval for both: the fused ranking's best k are a prefix of its best k+1.
+        hits = answerer.retriever.retrieve(item.question, top_k=max(top_k, answerer.top_k))
+        files = list(dict.fromkeys(h.file for h in hits[:top_k]))
         record = {"id": item.id, "sources": files}
         if item.source_file and not item.expect_refusal:
             rank = files.index(item.source_file) + 1 if item.source_file in files else 0
@@ -95,7 +96,7 @@ def evaluate(
             hit5 += 0 < rank <= 5
             rr += 1 / rank if rank else 0
         if generate:
-            answer = answerer.answer(item.question)
+            answer = answerer.answer(item.question, hits=hits)
             said_idk = answer.refused or is_idk(answer.text)
             idk += said_idk
             record.update(answer=answer.text, sources=[s.file for s in answer.sources])

@@ -35,6 +35,10 @@ class Hits(list):
         self.query = query
         self.query_vector = query_vector
 
+    def __getitem__(self, index):
+        got = super().__getitem__(index)  # the best k of them still know their query
+        return Hits(got, self.query, self.query_vector) if isinstance(index, slice) else got
+
 
 class NoIndexError(StoreError):
     pass

@@ -80,3 +80,21 @@ def test_an_off_corpus_name_is_refused_without_calling_the_model(acme_services):
     stream = answerer.stream(question)
     assert stream.refused and stream.sources == []  # refused before the model was called
     assert stream.result().text == IDK
+
+
+def test_hits_already_retrieved_are_answered_from_as_they_are(acme_services):
+    """bot.evaluate retrieves once, scores the hits, and answers from them: the answer cites the hits it
+    was handed (here a VPN question's, for a question about pages), not a second retrieval's."""
+    answerer = acme_services.answerer
+    answerer.retriever.reopen()
+    vpn = answerer.retriever.retrieve("Which VPN client do we use?", top_k=answerer.top_k + 2)
+    best = vpn[: answerer.top_k]
+    assert best.query_vector == vpn.query_vector and best.query == vpn.query  # a slice keeps its query
+    question = "How quickly must I acknowledge a page?"
+    own = answerer.stream(question)
+    handed = answerer.stream(question, hits=vpn)
+    assert own.sources and own.sources[0].file != "it/helpdesk-faq.html"
+    assert [(s.file, s.section) for s in handed.sources] == list(
+        dict.fromkeys((h.file, h.section) for h in best)
+    )
+    own.result(), handed.result()  # finish both generations
