@@ -194,7 +194,7 @@ class Indexer:
                 digest = digests[rel]
                 if isinstance(digest, OSError):
                     raise digest
-                if rel in nodes_of:  # unchanged, already copied
+                if rel in nodes_of:  # unchanged: its rows are in the shared collection already
                     report.unchanged.append(rel)
                     docs[rel] = prior
                 else:
