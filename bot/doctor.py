@@ -85,7 +85,7 @@ def _index(settings: Settings):
         if current is None:
             return False, "index", "no index yet: run `expertbot index`"
         manifest = store.manifest(current) or {}
-        store.collection(current)  # its own or a shared one; reaches the Chroma server too, when set
+        store.collection(current, manifest=manifest)  # its own or a shared one; reaches a Chroma server too
     except StoreError as e:
         return False, "index", str(e)
     return (

@@ -143,7 +143,11 @@ class Indexer:
         gen = self.store.new_generation()
         # A full build starts a new collection; an incremental one adds to the current generation's, whose
         # readers keep to the ids their own manifest lists, so they never see what is added here.
-        collection = self.store.collection(old_gen) if old_docs else self.store.collection(gen, create=True)
+        collection = (
+            self.store.collection(old_gen, manifest=old)
+            if old_docs
+            else self.store.collection(gen, create=True)
+        )
         vector_store = ChromaVectorStore(chroma_collection=collection)
         splitter = make_splitter(
             self.cfg.chunk_size, self.cfg.chunk_overlap, embed_tokenizer(self.embed_model)

@@ -49,13 +49,14 @@ class _Generation:
 
     def __init__(self, store: GenerationStore, name: str, top_k: int):
         self.name = name
-        self.collection = store.collection(name)
+        manifest = store.manifest(name)  # read once: the collection's name and the chunk ids are both in it
+        self.collection = store.collection(name, manifest=manifest)
         self.bm25 = bm25_retriever_class().from_persist_dir(
             str(store.dir(name) / BM25_DIR), show_progress=False
         )
         # The collection may be shared with the generations before and after this one (store.py): rows
         # this one does not list are skipped, and asked for in excess so that a top n stays n.
-        self.ids = store.chunk_ids(name)
+        self.ids = store.chunk_ids(name, manifest)
         self.count = len(self.ids)
         # Counted once, not per question: a COUNT over 100k rows is milliseconds of every query.
         self.stored = self.collection.count()

@@ -130,12 +130,14 @@ class GenerationStore:
     def collection_name(self, generation: str) -> str:
         return f"{self.cfg.collection_prefix}_{generation}"
 
-    def collection_of(self, generation: str) -> str:
-        """The collection holding a generation's vectors: its own, or one it shares with those before it."""
-        return (self.manifest(generation) or {}).get("collection") or self.collection_name(generation)
+    def collection_of(self, generation: str, manifest: dict | None = None) -> str:
+        """The collection holding a generation's vectors: its own, or one it shares with those before it.
+        manifest: the generation's, where the caller has read it already (at 100k chunks it is megabytes)."""
+        manifest = self.manifest(generation) if manifest is None else manifest
+        return (manifest or {}).get("collection") or self.collection_name(generation)
 
-    def collection(self, generation: str, create: bool = False):
-        name = self.collection_name(generation) if create else self.collection_of(generation)
+    def collection(self, generation: str, create: bool = False, manifest: dict | None = None):
+        name = self.collection_name(generation) if create else self.collection_of(generation, manifest)
         if create:
             # Cosine space: 1 - distance is the cosine similarity the refusal threshold is set in.
             return self.client.create_collection(name, metadata={"hnsw:space": "cosine"})
@@ -155,9 +157,10 @@ class GenerationStore:
         except FileNotFoundError:
             return None
 
-    def chunk_ids(self, generation: str | None) -> set[str]:
+    def chunk_ids(self, generation: str | None, manifest: dict | None = None) -> set[str]:
         """Every chunk a generation is made of (files kept at their last good version included)."""
-        docs = (self.manifest(generation) or {}).get("docs", {})
+        manifest = self.manifest(generation) if manifest is None else manifest
+        docs = (manifest or {}).get("docs", {})
         return {chunk for doc in docs.values() for chunk in doc["chunks"]}
 
     def cleanup(self, rows: bool = True) -> list[str]:
@@ -169,7 +172,8 @@ class GenerationStore:
         keep = [g for g in [self.current(), *self.history()[: self.cfg.keep_generations - 1]] if g]
         used: dict[str, set[str]] = {}  # collection -> the chunk ids kept generations list in it
         for gen in keep:
-            used.setdefault(self.collection_of(gen), set()).update(self.chunk_ids(gen))
+            manifest = self.manifest(gen)
+            used.setdefault(self.collection_of(gen, manifest), set()).update(self.chunk_ids(gen, manifest))
         removed = []
         for path in self.root.iterdir():
             if path.is_dir() and path.name.startswith("g") and path.name not in keep:
