@@ -1,9 +1,11 @@
 """The promotion gate: a new adapter replaces the current one only if it is measurably better.
 
-"Better" is two checks on figures measured in the same run on the same questions and text:
+"Better" is checks on figures measured in the same run on the same questions and text:
 terminology accuracy must beat the current adapter's (or the base model's, when no adapter is
 current), and general perplexity must not worsen by more than a margin, because a terminology gain
-bought by damaging plain English makes every other answer worse.
+bought by damaging plain English makes every other answer worse. Where the caller can answer with
+retrieval, a third: the bot's RAG answers with the new adapter must be right at least as often as with
+the reference, since an adapter that turns answers into glossary definitions fails the people asking.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ class GateConfig:
     min_accuracy_gain: float = field(
         default=0.0, metadata={"help": "accuracy must exceed the reference by more than this (0..1)"}
     )
+    max_rag_accuracy_drop: float = field(
+        default=0.0, metadata={"help": "how far RAG answer accuracy may fall below the reference's (0..1)"}
+    )
 
     def __post_init__(self):
-        for key in ("max_perplexity_increase", "min_accuracy_gain"):
+        for key in ("max_perplexity_increase", "min_accuracy_gain", "max_rag_accuracy_drop"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
                 raise ValueError(f"{key} must be a number in [0, 1), got {value!r}")
@@ -42,8 +47,11 @@ def decide(
     reference: dict,
     reference_name: str,
     cfg: GateConfig | None = None,
+    rag: dict | None = None,
 ) -> GateVerdict:
-    """candidate/reference: {"accuracy": float 0..1, "perplexity": float}. Every check gives a reason."""
+    """candidate/reference: {"accuracy": float 0..1, "perplexity": float}. rag: {"adapter": {...},
+    "reference": {...}}, each {"accuracy": 0..1, "correct": int, "total": int}: RAG answers on the same
+    questions with the candidate and with the reference. Every check gives a reason."""
     cfg = cfg or GateConfig()
     reasons: list[str] = []
     ok = True
@@ -68,4 +76,15 @@ def decide(
             f"general perplexity {ppl:.2f} vs {ref_ppl:.2f} ({change:+.1%}) worsens by more than "
             f"{cfg.max_perplexity_increase:.0%}"
         )
+    if rag is not None:
+        new, old = rag["adapter"], rag["reference"]
+        figures = (
+            f"RAG answer accuracy {new['accuracy']:.1%} ({new['correct']}/{new['total']}) vs "
+            f"{reference_name} {old['accuracy']:.1%} ({old['correct']}/{old['total']})"
+        )
+        if new["accuracy"] >= old["accuracy"] - cfg.max_rag_accuracy_drop:
+            reasons.append(f"{figures}: no drop")
+        else:
+            ok = False
+            reasons.append(f"{figures}: the adapter makes answers with retrieval worse")
     return GateVerdict(ok, reasons, reference_name)

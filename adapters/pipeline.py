@@ -91,13 +91,17 @@ def retrain(
     progress: Callable[[TrainProgress], None] | None = None,
     work_dir: Path | None = None,
     promote: bool = True,
+    rag_eval: Callable | None = None,
 ) -> RetrainResult:
     """Train a new adapter version and promote it if it passes the gate.
 
     glossary: a file; if None, glossary.* is searched under docs_dir. contexts(term): retrieved chunks
     for context-grounded examples (optional). work_dir holds checkpoints (default
     <registry>/.work/<name>): calling retrain again after a crash resumes from the last complete one.
-    promote=False registers and records the verdict but leaves `current` alone.
+    promote=False registers and records the verdict but leaves `current` alone. rag_eval(adapter, questions)
+    -> {"accuracy", "correct", "total"}: the caller's answers with retrieval, with that adapter (an
+    AdapterRef, or None for the base) on its QA file or, without one, on these held-out glossary
+    questions; the gate refuses an adapter that makes them worse (adapters.gate).
     """
     from adapters.base import base_model_fingerprint, load_base_model, resolve_device
     from adapters.evaluate import compare
@@ -174,7 +178,19 @@ def retrain(
         reference, ref_name = metrics["base"], "the base model"
     else:
         reference, ref_name = metrics["base"], f"the base model (current {current.name} is for another base)"
-    verdict = decide(metrics["adapter"], reference, ref_name, gate)
+    rag = None
+    if rag_eval is not None:
+        from adapters.generate import AdapterRef
+
+        report("evaluate", "scoring answers with retrieval, with and without the new adapter")
+        candidate = AdapterRef(f"{train_cfg.name}-candidate", outcome.adapter_dir)
+        before = rag_eval(current.ref() if same_base else None, ds.questions)
+        after = rag_eval(candidate, ds.questions) if before is not None else None
+        rag = {"reference": before, "adapter": after} if after is not None else None
+        metrics["rag"] = rag or {"skipped": "no index to answer from yet"}
+    verdict = decide(metrics["adapter"], reference, ref_name, gate, rag=rag)
+    if rag_eval is not None and rag is None:
+        verdict.reasons.append("answers with retrieval not compared: there is no index yet")
 
     report("register", "registering the new version")
     meta = {

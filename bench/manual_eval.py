@@ -1,10 +1,11 @@
-"""Answer quality on a real manual: `python -m bench.manual_eval [--no-generate] [--acme]`.
+"""Answer quality on real manuals: `python -m bench.manual_eval [SET ...] [--no-generate]`.
 
-Materialises the python3.11-doc subset (bench/corpora.py) into bench/_data/manual-docs, indexes it
-once into a reusable home (bench/_data/manual-home/<chunking>; an unchanged build is a no-op) and runs
-bot.evaluate on bench/python_manual_qa.jsonl through the bot's own wiring (what `expertbot eval` runs).
-`--acme` runs examples/acme/qa.jsonl the same way, in its own home. `--set top_k=5` overrides a bot
-setting, `--index bm25_weight=0.5` an IndexConfig field the settings do not expose.
+Sets: the Debian manuals of bench/manuals.py (apache is tuned on; git and handbook are held out, and
+their failures are not listed), the python3.11-doc subset (bench/corpora.py) and examples/acme, both
+kept as regression sets. Each set is indexed once into a reusable home (bench/_data/manual-home-SET/
+<chunking>; an unchanged build is a no-op), then bot.evaluate runs its QA file through the bot's own
+wiring (what `expertbot eval` runs). `--set top_k=5` overrides a bot setting, `--index bm25_weight=0.5`
+an IndexConfig field the settings do not expose.
 """
 
 from __future__ import annotations
@@ -69,13 +70,13 @@ def services_for(docs: Path, home_root: Path, settings: dict, index: dict):
     return services
 
 
-def run_eval(services, qa: Path, generate: bool, out: Path | None) -> dict:
+def run_eval(services, qa: Path, generate: bool, out: Path | None, show_failures: bool) -> dict:
     from bot.evaluate import evaluate, load_qa
 
     items = load_qa(qa)
     with open(out, "w") if out else open(os.devnull, "w") as sink:
         report = evaluate(services.answerer, items, generate=generate, out=sink)
-    if out:
+    if out and show_failures:
         _show_failures(items, out)
     return report
 
@@ -88,7 +89,7 @@ def _show_failures(items, out: Path) -> None:
         rec = json.loads(line)
         item = by_id[rec["id"]]
         answerable = not item.expect_refusal
-        bad_source = answerable and item.source_file not in rec["sources"][:5]
+        bad_source = answerable and item.source_file not in rec["retrieved"][:5]
         if "answer" not in rec:
             bad_answer = False
         elif answerable:
@@ -96,42 +97,60 @@ def _show_failures(items, out: Path) -> None:
         else:
             bad_answer = bool(rec["sources"])
         if bad_source or bad_answer:
-            answer = rec.get("answer", "").replace("\n", " ")[:160]
+            answer = rec.get("answer", "").replace("\n", " ")[:200]
             print(f"  MISS {item.id} src={'x' if bad_source else 'ok'} want={item.must_contain} :: {answer}")
+
+
+def _sets(names: list[str], home: Path):
+    """(label, docs, qa, home, role) for each named set; Debian manuals from bench/manuals.py."""
+    from . import manuals
+    from .corpora import manual_docs
+
+    by_name = {m.name: m for m in manuals.MANUALS}
+    for name in names:
+        if name == "python":
+            docs, qa, role = manual_docs(MANUAL_DOCS), MANUAL_QA, "regression"
+        elif name == "acme":
+            docs, qa, role = ACME_DOCS, ACME_QA, "regression"
+        elif name in by_name:
+            docs, qa, role = manuals.docs(by_name[name]), by_name[name].qa, by_name[name].role
+        else:
+            raise SystemExit(f"unknown set {name!r}; known: {', '.join([*by_name, 'python', 'acme'])}")
+        if docs is not None:
+            yield name, docs, qa, home.with_name(f"{home.name}-{name}"), role
+
+
+ALL_SETS = ["apache", "git", "handbook", "python", "acme"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.manual_eval", description=__doc__.splitlines()[0])
+    parser.add_argument("sets", nargs="*", default=ALL_SETS, help=f"default: {' '.join(ALL_SETS)}")
     parser.add_argument("--no-generate", action="store_true", help="retrieval figures only (no LLM)")
-    parser.add_argument("--acme", action="store_true", help="also run examples/acme/qa.jsonl")
-    parser.add_argument("--only-acme", action="store_true", help="run examples/acme/qa.jsonl only")
-    parser.add_argument("--home", type=Path, default=HOMES, help="reusable homes (one per chunking)")
-    parser.add_argument("--qa", type=Path, default=MANUAL_QA)
+    parser.add_argument("--home", type=Path, default=HOMES, help="reusable homes (one per set and chunking)")
     parser.add_argument("--set", nargs="*", default=[], help="bot settings, e.g. top_k=5")
     parser.add_argument("--index", nargs="*", default=[], help="IndexConfig fields, e.g. bm25_weight=0.5")
-    parser.add_argument("--out", type=Path, help="write per-question records here (prefix; -manual/-acme)")
+    parser.add_argument("--out", type=Path, help="write per-question records here (prefix; -NAME.jsonl)")
+    parser.add_argument(
+        "--show-heldout", action="store_true", help="also list the held-out sets' failures (not while tuning)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from .corpora import manual_docs
-
     settings, index = _pairs(args.set), _pairs(args.index)
-    runs = []
-    if not args.only_acme:
-        docs = manual_docs(MANUAL_DOCS)
-        if docs is None:
-            return 1
-        runs.append(("python3.11-doc", docs, args.qa, args.home))
-    if args.acme or args.only_acme:
-        runs.append(("acme", ACME_DOCS, ACME_QA, args.home.with_name(args.home.name + "-acme")))
     results = {}
-    for label, docs, qa, home in runs:
+    for label, docs, qa, home, role in _sets(args.sets, args.home):
         out = Path(f"{args.out}-{label}.jsonl") if args.out else None
         started = time.perf_counter()
-        report = run_eval(services_for(docs, home, settings, index), qa, not args.no_generate, out)
+        show = role != "heldout" or args.show_heldout
+        if not show:
+            print(f"{label}: held out, failures not listed", file=sys.stderr)
+        report = run_eval(services_for(docs, home, settings, index), qa, not args.no_generate, out, show)
         report["seconds"] = round(time.perf_counter() - started, 1)
         report["load"] = os.getloadavg()[0]
-        results[label] = report
+        results[f"{label} ({role})"] = report
+    if not results:
+        return 1
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -41,6 +41,7 @@ class Answer:
     sources: list[Source] = field(default_factory=list)
     adapter: str | None = None
     refused: bool = False
+    evidence: list[str] = field(default_factory=list)  # the cited text the answer stands on
 
     def as_dict(self) -> dict:
         return {
@@ -65,11 +66,15 @@ class AnswerStream:
         adapter: str | None,
         pieces: Iterator[str] | None,
         text: str = "",
-        facts: list[str] | None = None,
+        facts: list | None = None,
+        hits=None,
+        question: str = "",
     ):
         self.sources = sources
+        self.facts = facts or []  # indexers.facts.Fact, best first: what the model was shown
+        self._hits = hits or []
+        self._question = question
         self.adapter = adapter
-        self.facts = facts or []
         self.refused = pieces is None  # answered without calling the model
         self._pieces = pieces
         self._parts: list[str] = [text] if text else []
@@ -84,14 +89,23 @@ class AnswerStream:
             yield piece
 
     def result(self) -> Answer:
+        """The checked answer: the model's draft where the evidence backs it, else the evidence itself;
+        citing only the sources of the evidence shown."""
         for _ in self:  # finish generation if the caller did not
             pass
         text = "".join(self._parts).strip()
-        if not text or is_idk(text):  # a plain "I don't know" cites nothing
-            return Answer(IDK if not text else text, [], self.adapter, refused=True)
-        if self.facts:
-            text = ground(text, self.facts)
-        return Answer(text, self.sources, self.adapter, refused=self.refused)
+        if not self.facts:
+            if not text or is_idk(text):  # a plain "I don't know" cites nothing
+                return Answer(IDK if not text else text, [], self.adapter, refused=True)
+            return Answer(
+                text, self.sources, self.adapter, refused=self.refused, evidence=[h.text for h in self._hits]
+            )
+        text, used = ground(text, [f.text for f in self.facts], self._question)
+        if not used:
+            return Answer(text, [], self.adapter, refused=True)
+        shown = [self.facts[i] for i in used]
+        hits = [self._hits[f.hit] for f in shown]
+        return Answer(text, cite(hits), self.adapter, refused=self.refused, evidence=[h.text for h in hits])
 
 
 def _default_adapter(_spec):
@@ -152,13 +166,14 @@ class Answerer:
             or unmatched_names(question, hits)
         ):
             return AnswerStream([], name, None, text=IDK)  # nothing relevant: don't let the model guess
-        facts = [f.text for f in self.select_facts(question, hits, FACTS)] if self.select_facts else []
+        facts = self.select_facts(question, hits, FACTS) if self.select_facts else []
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
             *history,
-            {"role": "user", "content": build_user_prompt(question, hits, facts)},
+            {"role": "user", "content": build_user_prompt(question, hits, [f.text for f in facts])},
         ]
-        return AnswerStream(cite(hits), name, self._generate(messages, ref), facts=facts)
+        pieces = self._generate(messages, ref)
+        return AnswerStream(cite(hits), name, pieces, facts=facts, hits=hits, question=question)
 
     def answer(self, question: str, **kw) -> Answer:
         return self.stream(question, **kw).result()
@@ -186,11 +201,18 @@ def build_user_prompt(question: str, hits, facts: list[str] | None = None) -> st
     )
 
 
-_NUMBER = r"\d(?:[\d,.:]*\d)?%?"
+_NUMBER = r"(?<![\w.-])\d(?:[\d,.:]*\d)?%?"  # a number of its own, not the 64 of base64 or the 2 of v2
 _NAME = r"[A-Z][\w-]*[A-Z0-9][\w-]*|(?<=[a-z,;:] )[A-Z][\w-]+"  # acronyms/codes, or capitalised mid-sentence
-_CHECKED = re.compile(f"{_NUMBER}|{_NAME}")
-_TOKENS = re.compile(f"{_NUMBER}|[A-Za-z][\\w-]*")
-_PREAMBLE = re.compile(r"^(the answer is|answer)\s*:\s*", re.I)
+_OPTION = r"(?<![\w-])--?[A-Za-z][\w-]*"  # -t, --keep-index
+_IDENTIFIER = r"\b[a-z]\w*(?:[._]\w+)+\b"  # gc.auto, mod_deflate, core.html
+_CHECKED = re.compile(f"{_OPTION}|{_IDENTIFIER}|{_NUMBER}|{_NAME}")
+_TOKENS = re.compile(f"{_OPTION}|{_IDENTIFIER}|{_NUMBER}|[A-Za-z][\\w-]*")
+_PREAMBLE = re.compile(r"^(the (correct )?answer is|answer)\s*:\s*", re.I)
+_CONTENT = re.compile(r"[A-Za-z0-9][\w.-]*")
+_FILLER = frozenset(
+    "a an and are as at be by can do does for from how i if in is it its of on or that the this to use "
+    "used uses what when where which who why will with you your not no yes".split()
+)
 
 
 def _checked(text: str) -> list[str]:
@@ -198,36 +220,56 @@ def _checked(text: str) -> list[str]:
 
 
 def ungrounded(text: str, facts: list[str]) -> list[str]:
-    """Numbers and names in text that no fact contains as a whole token: what a small model invents.
-    Whole tokens, so "35" is not supported by "350"; names only mid-sentence, so a capital that merely
-    starts a sentence is not flagged."""
-    known = {t for f in facts for t in _TOKENS.findall(f.replace("**", ""))}
+    """Numbers, names, options and identifiers in text that no fact contains as a whole token: what a
+    small model invents. Whole tokens, so "35" is not supported by "350"; names only mid-sentence, so a
+    capital that merely starts a sentence is not flagged."""
+    known = {t.rstrip(".,:") for f in facts for t in _TOKENS.findall(f.replace("**", ""))}
     return [t for t in _checked(text) if t not in known]
 
 
-def ground(text: str, facts: list[str]) -> str:
-    """Keep the model's answer when every number and name in it is in the facts, quoting the fact that
-    supports it best; otherwise show the best facts themselves, so no invented figure stays in the final
-    answer (Slack shows the raw draft while it streams, then replaces it with this)."""
-    text = _PREAMBLE.sub("", text).strip()
-    if ungrounded(text, facts):
-        return QUOTE_PREFIX + " ".join(facts[:2])
+def _content_words(text: str) -> set[str]:
+    return {w.lower().rstrip(".") for w in _CONTENT.findall(text)} - _FILLER
+
+
+def ground(text: str, facts: list[str], question: str = "") -> tuple[str, list[int]]:
+    """(the answer to show, the indexes of the facts it stands on, the quoted one first).
+
+    The model's draft stays when every number, name and option in it is in the facts and it says
+    something the question did not, with the fact that supports it best quoted beneath; otherwise the
+    best fact itself is the answer, quoted, so no invented figure and no restated question is ever the
+    final answer (Slack shows the raw draft while it streams, then replaces it with this). A draft that
+    says "I don't know" stays one, standing on nothing."""
+    text = _PREAMBLE.sub("", text).strip().strip('"').strip()
+    if not text or is_idk(text):
+        return (text or IDK), []
+    informative = bool(_content_words(text) - _content_words(question) - _content_words(IDK))
+    if ungrounded(text, facts) or not informative:
+        return QUOTE_PREFIX + facts[0], [0]
     wanted = set(_checked(text))
-    support = max(facts, key=lambda f: len(wanted & set(_TOKENS.findall(f))))  # ties: the better-ranked fact
-    return f"{text}\n\n> {support}"
+    tokens = [{t.rstrip(".,:") for t in _TOKENS.findall(f)} for f in facts]
+    # The fact holding most of the draft's numbers, names and options; ties, and a draft of plain words
+    # that cannot be checked, get the best-ranked fact: the evidence is shown whatever the model wrote.
+    best = max(range(len(facts)), key=lambda i: len(wanted & tokens[i]))
+    used, missing = [best], wanted - tokens[best]
+    for i in range(len(facts)):  # the draft may combine facts: each one it draws on is cited too
+        if missing & tokens[i]:
+            used.append(i)
+            missing -= tokens[i]
+    return f"{text}\n\n> {facts[best]}", used
 
 
 # Words of a question that name something: identifiers (bz2.open, _thread, --flag, CRC-32), acronyms and
 # capitalised words that do not start a sentence.
 _WORD = re.compile(r"(?:--?)?[A-Za-z_][\w.-]*")
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+)$")
+_ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "cf", "a.k.a"})  # dotted, but no identifiers
 
 
 def question_names(question: str) -> list[str]:
     names = []
     for m in _WORD.finditer(question):
         word = m.group().rstrip(".-")
-        if len(word) < 2:
+        if len(word) < 2 or word.lower() in _ABBREVIATIONS:
             continue
         identifier = (
             word.startswith("-")
@@ -244,8 +286,10 @@ def unmatched_names(question: str, hits) -> list[str]:
     """Names the question asks about that no retrieved chunk mentions: the docs do not cover them (a
     question about Kubernetes or functools.lru_cache can still be close in meaning to a Python manual)."""
     text = " ".join(f"{h.title} {h.section} {h.text}" for h in hits).lower()
-    return [
-        n for n in question_names(question) if not re.search(rf"(?<!\w){re.escape(n.lower())}(?!\w)", text)
+    return [  # a plural in the docs covers the singular asked about ("URLs" for "URL")
+        n
+        for n in question_names(question)
+        if not re.search(rf"(?<!\w){re.escape(n.lower())}(?:e?s)?(?!\w)", text)
     ]
 
 

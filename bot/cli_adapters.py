@@ -130,11 +130,20 @@ def _describe(info) -> str:
 
 @adapters.command()
 @click.argument("version")
+@click.option("--force", is_flag=True, help="promote a version that failed its gate")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def promote(ctx, version, as_json):
-    """Make VERSION current (running bots pick it up on the next question)."""
-    info = services(ctx).registry.promote(version)
+def promote(ctx, version, force, as_json):
+    """Make VERSION current (running bots pick it up on the next question). A version that failed its
+    promotion gate needs --force."""
+    registry = services(ctx).registry
+    gate = registry.get(version).gate
+    if not gate.get("promote") and not force:
+        why = "; ".join(gate.get("reasons") or ["it has no gate verdict"])
+        raise click.ClickException(
+            f"{version} failed its promotion gate: {why}. Promote it anyway with --force."
+        )
+    info = registry.promote(version)
     click.echo(json.dumps({"current": info.name}) if as_json else f"current adapter: {info.name}")
 
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .answer import is_idk
+from .answer import is_idk, ungrounded
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,19 @@ def contains_all(answer: str, item: QAItem) -> bool:
 
 
 def evaluate(
-    answerer, items: list[QAItem], *, generate: bool = True, top_k: int = 5, out=None, progress=None
+    answerer,
+    items: list[QAItem],
+    *,
+    generate: bool = True,
+    top_k: int = 5,
+    out=None,
+    progress=None,
+    adapter: str | None = None,
 ) -> dict:
-    """Retrieval figures always; answer figures when generate is True."""
+    """Retrieval figures always; answer figures when generate is True, with adapter (a spec as for
+    Answerer.stream: None for the configured one, "none" for the base model, a version or a folder)."""
     hit1 = hit5 = rr = 0.0
-    answered = correct = refusal_ok = idk = 0
+    answered = correct = refusal_ok = idk = idk_answerable = ungrounded_n = cited = 0
     on_corpus = [i for i in items if not i.expect_refusal]
     off_corpus = [i for i in items if i.expect_refusal]
     latencies = []
@@ -89,21 +97,26 @@ def evaluate(
         # One retrieval for both: the fused ranking's best k are a prefix of its best k+1.
         hits = answerer.retriever.retrieve(item.question, top_k=max(top_k, answerer.top_k))
         files = list(dict.fromkeys(h.file for h in hits[:top_k]))
-        record = {"id": item.id, "sources": files}
+        record = {"id": item.id, "retrieved": files, "sources": files}
         if item.source_file and not item.expect_refusal:
             rank = files.index(item.source_file) + 1 if item.source_file in files else 0
             hit1 += rank == 1
             hit5 += 0 < rank <= 5
             rr += 1 / rank if rank else 0
         if generate:
-            answer = answerer.answer(item.question, hits=hits)
+            answer = answerer.answer(item.question, hits=hits, adapter=adapter)
             said_idk = answer.refused or is_idk(answer.text)
             idk += said_idk
-            record.update(answer=answer.text, sources=[s.file for s in answer.sources])
+            # Numbers and names in the answer that the text it cites does not contain (0 is the goal).
+            loose = [] if said_idk else ungrounded(answer.text, answer.evidence)
+            ungrounded_n += bool(loose)
+            cited += len(answer.sources)
+            record.update(answer=answer.text, sources=[s.file for s in answer.sources], ungrounded=loose)
             if item.expect_refusal:
                 refusal_ok += said_idk and not answer.sources
             else:
                 answered += 1
+                idk_answerable += said_idk
                 correct += contains_all(answer.text, item)
         record["latency_s"] = round(time.perf_counter() - started, 3)
         latencies.append(record["latency_s"])
@@ -124,12 +137,52 @@ def evaluate(
         report.update(
             {
                 "answer_accuracy": correct / max(answered, 1),
+                "answers_right": f"{correct}/{answered}",
                 "refusal_accuracy": refusal_ok / len(off_corpus) if off_corpus else None,
                 "refused_off_corpus": f"{refusal_ok}/{len(off_corpus)}",
                 "idk_rate": idk / len(items),
+                "idk_answerable": idk_answerable / max(answered, 1),
+                "ungrounded_answers": ungrounded_n,
+                "sources_per_answer": cited / max(len(items), 1),
             }
         )
     return report
+
+
+def rag_scorer(services):
+    """adapters.pipeline.retrain's rag_eval: answers with retrieval, with a given adapter, on the QA file
+    (EXPERTBOT_EVAL_QA) or, without one, on the held-out glossary questions, each of which must bring
+    its term's key phrase. The promotion gate refuses an adapter that makes these worse. None when
+    there is no index to answer from."""
+    from adapters.evaluate import key_phrase
+
+    def score(ref, questions) -> dict | None:
+        from indexers import StoreError
+
+        try:
+            services.answerer.retriever.reopen()
+        except StoreError:
+            return None  # no index yet: nothing to answer from, so nothing to compare
+        qa = services.settings.eval_qa
+        if qa is not None:
+            items = load_qa(qa)
+        else:
+            phrases = [q.key_phrase or key_phrase(q.definition, q.term) for q in questions]
+            items = [
+                QAItem(f"term-{n}", q.question, [phrase], {}, None, False)
+                for n, (q, phrase) in enumerate(zip(questions, phrases, strict=True))
+            ]
+        spec = "none" if ref is None else str(ref.path)
+        figures = evaluate(services.answerer, items, generate=True, adapter=spec)
+        correct, total = (int(x) for x in figures["answers_right"].split("/"))
+        return {
+            "accuracy": figures["answer_accuracy"],
+            "correct": correct,
+            "total": total,
+            "qa": Path(qa).name if qa else "held-out glossary questions",
+        }
+
+    return score
 
 
 def _pct(values: list[float], pct: int) -> float:

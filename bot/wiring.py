@@ -180,6 +180,7 @@ class Services:
         from adapters.pipeline import retrain
 
         from .answer import NO_RETRIEVAL_SYSTEM_PROMPT
+        from .evaluate import rag_scorer
 
         s = self.settings
         overrides = {
@@ -195,6 +196,7 @@ class Services:
             contexts=self._contexts(),
             gate=GateConfig(max_perplexity_increase=s.gate_max_perplexity_increase),
             progress=progress,
+            rag_eval=rag_scorer(self),  # the gate refuses an adapter that makes answers with retrieval worse
         )
 
     def _find_glossary(self) -> Path | None:

@@ -1,7 +1,9 @@
 """HTML to the Markdown the loader splits into sections: boilerplate out, structure kept.
 
 Blocks become paragraphs and inline markup joins its text, so a sentence with a link in it stays one
-sentence; code keeps its lines; a table row is one line; an API entry (a Sphinx <dt>) heads a section.
+sentence; code keeps its lines; a table row is one line, its cells named by the header row; every entry
+of a definition list (an option, a glossary term, a setting; a Sphinx API entry) heads a section of its
+own, so each piece of its description keeps the term it describes (indexers.facts).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ _BOILERPLATE_TAGS = [
 ]
 _BOILERPLATE_HINT = re.compile(
     r"(^|[\s_-])(nav|navbar|navigation|menu|breadcrumbs?|cookie|consent|banner|footer|sidebar|sphinxsidebar|"
-    r"related|skip|toc|toctree-wrapper|headerlink|social|share|subscribe|advert|ads)([\s_-]|$)",
+    r"related|skip|toc|toctree-wrapper|headerlink|permalink|social|share|subscribe|advert|ads)([\s_-]|$)",
     re.I,
 )
 
+
+# A hint on these is about the page, not a part of it: Apache's manual has <body class="no-sidebar">.
+_NEVER_BOILERPLATE = ("html", "body", "main", "article")
 
 # Markers that survive whitespace collapsing: a paragraph break, a line break (<br>, code lines), the
 # start of a code line, and a space inside one (indentation, as after a "..." prompt, is meaning).
@@ -52,7 +57,7 @@ def html_to_markdown(text: str) -> tuple[str, str | None, str | None]:
     for tag in soup.find_all(_BOILERPLATE_TAGS):
         tag.decompose()
     for tag in soup.find_all(True):
-        if tag.decomposed or tag.attrs is None:
+        if tag.decomposed or tag.attrs is None or tag.name in _NEVER_BOILERPLATE:
             continue
         hints = " ".join([tag.get("id") or "", " ".join(tag.get("class") or []), tag.get("role") or ""])
         if tag.get("role") in ("navigation", "banner", "contentinfo") or (
@@ -64,11 +69,14 @@ def html_to_markdown(text: str) -> tuple[str, str | None, str | None]:
         lines = [line.rstrip().expandtabs(4) for line in pre.get_text().splitlines()]
         code = [_CODE + line.replace(" ", _SPACE) for line in lines if line]
         pre.replace_with(_PARA + _LINE.join(code) + _PARA)
+    for table in body.find_all("table"):
+        _name_cells(table)
     for dl in body.find_all("dl"):
-        _dt_headings(dl)
+        if dl.find_parent(["dd", "li", "td"]) is None:  # a list inside an entry stays part of that entry
+            _dt_headings(dl)
     for level in range(1, 7):
         for h in body.find_all(f"h{level}"):
-            h.replace_with(f"{_PARA}{'#' * level} {h.get_text(' ', strip=True)}{_PARA}")
+            h.replace_with(f"{_PARA}{'#' * level} {_heading_text(h)}{_PARA}")
     for br in body.find_all("br"):
         br.replace_with(_LINE)
     for cell in body.find_all(["td", "th"]):
@@ -83,23 +91,65 @@ def html_to_markdown(text: str) -> tuple[str, str | None, str | None]:
     content = re.sub(r"\s+", " ", body.get_text(""))
     content = re.sub(rf"\s*{_PARA}[\s{_PARA}]*", "\n\n", content)
     content = re.sub(rf" ?(\| )?{_LINE}", "\n", content).replace(" |\n", "\n")
+    content = re.sub(r"(?<=:) \| ", " ", content)  # "Default: | 8096" is a name and its value
     content = re.sub(r" \|[ \t]*$", "", content, flags=re.M).replace(_CODE, " ").replace(_SPACE, " ")
     return content, title, url
 
 
+TERM_SEPARATOR = " — "  # "term — page topic" (indexers.facts reads the term back)
+TOPIC_CHARS = 50
+
+
 def _dt_headings(dl) -> None:
-    """A run of <dt> terms with an id (how Sphinx marks a function, class or option) heads a section of
-    its own, headed by the full signature (defaults included), with every signature as its first line."""
-    dts = [dt for dt in dl.find_all("dt", recursive=False) if dt.get("id")]
+    """Each run of <dt> terms heads a section of its own: "-v, --verbose", "Reverse Proxy", a setting's
+    name. A Sphinx API entry (a <dt> with an id) is headed by its qualified signature, defaults included,
+    with every signature as the first line. After the list, the heading it sat under resumes, so the text
+    that follows is not taken for the last term's."""
+    dts = dl.find_all("dt", recursive=False)
+    if not dts:
+        return
+    outer = dl.find_previous(re.compile(r"^h[1-6]$"))
+    h1 = dl.find_previous("h1")
+    page = _heading_text(h1)[:TOPIC_CHARS] if h1 is not None else ""
     while dts:
         run = [dts.pop(0)]
         while dts and run[-1].find_next_sibling(True) is dts[0]:
             run.append(dts.pop(0))
-        signatures = [re.sub(r"\s+", " ", dt.get_text("")).strip() for dt in run]
-        heading = ", ".join([_qualified(run[0]["id"], signatures[0])] + [dt["id"] for dt in run[1:]])
+        terms = [re.sub(r"\s+", " ", dt.get_text("")).strip() for dt in run]
+        if run[0].get("id"):
+            heading = ", ".join(
+                [_qualified(run[0]["id"], terms[0])]
+                + [dt.get("id") or t for dt, t in zip(run[1:], terms[1:], strict=True)]
+            )
+            first = f"{_PARA}{'; '.join(terms)}"
+        else:  # the page's topic after the term: "-t" alone does not say which program it is an option of
+            heading, first = ", ".join(t for t in terms if t), ""
+            heading = f"{heading}{TERM_SEPARATOR}{page}" if heading and page else heading
         for dt in run[1:]:
             dt.decompose()
-        run[0].replace_with(f"{_PARA}###### {heading}{_PARA}{'; '.join(signatures)}{_PARA}")
+        run[0].replace_with(f"{_PARA}###### {heading}{first}{_PARA}" if heading else _PARA)
+    if outer is not None:
+        dl.insert_after(f"{_PARA}###### {_heading_text(outer)}{_PARA}")
+
+
+def _heading_text(tag) -> str:
+    return re.sub(r"\s+", " ", tag.get_text(" ")).replace("\u00b6", "").strip()
+
+
+def _name_cells(table) -> None:
+    """In a table whose first row is all header cells, each cell of the later rows starts with its
+    column's name ("Limit: 10 MB"), so a row read alone (one fact) still says what its values are."""
+    rows = [tr for tr in table.find_all("tr") if tr.find_parent("table") is table]
+    if len(rows) < 2:
+        return
+    head = rows[0].find_all(["td", "th"], recursive=False)
+    if len(head) < 2 or any(cell.name != "th" for cell in head):
+        return
+    names = [re.sub(r"\s+", " ", cell.get_text(" ")).strip() for cell in head]
+    for tr in rows[1:]:
+        for name, cell in zip(names, tr.find_all(["td", "th"], recursive=False), strict=False):
+            if name and cell.get_text(strip=True):
+                cell.insert(0, f"{name}: ")
 
 
 def _qualified(anchor: str, signature: str) -> str:

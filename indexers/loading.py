@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 from .config import SUPPORTED_SUFFIXES
 
 # Bump when parsing changes, so that an incremental build re-reads every document.
-LOADER_VERSION = 5  # 5: HTML code blocks keep their indentation
+LOADER_VERSION = 8  # 8: definition-list entries head sections, table cells named by their header
 
 
 @dataclass
@@ -62,11 +62,11 @@ def load_file(path: Path, rel_path: str) -> LoadedDoc:
         if suffix in (".html", ".htm"):
             doc = _load_html(text, rel_path)
         elif suffix == ".rst":
-            doc = _from_markdown(_rst_to_markdown(text), rel_path)
+            doc = _from_markdown(_definition_entries(_rst_to_markdown(text), indented=True), rel_path)
         elif suffix == ".txt":
             doc = _from_markdown(_txt_to_markdown(text), rel_path, title=_first_line_title(text))
         else:
-            doc = _from_markdown(text, rel_path)
+            doc = _from_markdown(_definition_entries(text, indented=False), rel_path)
     doc.sections = [(h, t.strip()) for h, t in doc.sections if t.strip()]
     if not doc.sections:
         raise SkipFile("no text found")
@@ -109,6 +109,58 @@ def _from_markdown(text: str, rel_path: str, title: str | None = None, url: str 
     sections.append((heading, "\n".join(lines)))
     title = title or next((h for h, _ in sections if h), None) or _default_title(rel_path)
     return LoadedDoc(rel_path, title, url, [(h or title, t) for h, t in sections])
+
+
+_TERM_LINE = re.compile(r"^\S.{0,78}$")
+_MD_DEFINITION = re.compile(r"^:\s+(\S.*)$")  # PHP Markdown Extra / pandoc: "Term" then ": definition"
+
+
+def _definition_entries(text: str, indented: bool) -> str:
+    """Definition lists head sections of their own, as in HTML (indexers/html.py): each piece of an
+    entry's definition then keeps its term ("cache_size" for "The default is 64MB."). Markdown's form is a
+    term line followed by ": definition"; reStructuredText's (indented=True) a term line followed by an
+    indented block (not after "::", which starts a literal block), which also covers its option lists
+    ("-a, --all" over an indented description). After the list, the heading it sat under resumes."""
+    from .html import TERM_SEPARATOR
+
+    lines, out = text.splitlines(), []
+    heading, in_entry, in_fence = "", False, False
+    for i, line in enumerate(lines):
+        before = lines[i - 1] if i else ""
+        after = lines[i + 1] if i + 1 < len(lines) else ""
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        if in_fence:
+            out.append(line)
+            continue
+        if match := _MD_HEADING.match(line):
+            heading, in_entry = match.group(2), False
+            out.append(line)
+            continue
+        starts = (
+            _TERM_LINE.match(line) and not before.strip() and not line.startswith(("#", "- ", "* ", "> "))
+        )
+        if indented:
+            starts = (
+                starts
+                and after.startswith((" ", "\t"))
+                and after.strip()
+                and not before.rstrip().endswith("::")
+            )
+            starts = starts and not out[-2:-1] == ["::"] and not line.rstrip().endswith("::")
+        else:
+            starts = starts and bool(_MD_DEFINITION.match(after))
+        if starts:
+            term = line.strip().strip("*`")
+            out += ["", f"###### {term}{TERM_SEPARATOR}{heading}" if heading else f"###### {term}", ""]
+            in_entry = True
+            continue
+        if in_entry and line.strip() and not line.startswith((" ", "\t", ":")) and not before.strip():
+            out += [f"###### {heading}", ""] if heading else []  # the entries are over: back to the heading
+            in_entry = False
+        definition = _MD_DEFINITION.match(line) if not indented else None
+        out.append(definition.group(1) if definition else (line.strip() if in_entry else line))
+    return "\n".join(out)
 
 
 _RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}\s*$")
@@ -231,17 +283,42 @@ def _load_docx(data: bytes, rel_path: str) -> LoadedDoc:
     except (zipfile.BadZipFile, KeyError, ElementTree.ParseError) as e:
         raise SkipFile(f"could not parse DOCX: {type(e).__name__}: {str(e)[:120]}") from None
     lines = []
-    for p in root.iter(f"{_W}p"):
-        text = "".join(t.text or "" for t in p.iter(f"{_W}t"))
-        style = p.find(f"{_W}pPr/{_W}pStyle")
-        style = (style.get(f"{_W}val") or "") if style is not None else ""
-        level = re.match(r"(?i)heading\s*(\d)", style)
-        if style.lower() == "title":
-            lines.append(f"# {text}")
-        elif level and text.strip():
-            lines.append("#" * min(int(level.group(1)) + 1, 6) + " " + text)  # "Title" is the only H1
-        else:
-            lines.append(text)
+    body = root.find(f"{_W}body")
+    for block in body if body is not None else []:
+        if block.tag == f"{_W}tbl":
+            lines += ["", *_docx_table_rows(block), ""]
+            continue
+        for p in [block] if block.tag == f"{_W}p" else block.iter(f"{_W}p"):
+            lines += [_docx_paragraph(p), ""]  # a Word paragraph is a paragraph, not a wrapped line
     title_el = core.find(f"{_DC}title") if core is not None else None
     title = title_el.text if title_el is not None and title_el.text else None
     return _from_markdown("\n".join(lines), rel_path, title=title)
+
+
+def _docx_paragraph(p) -> str:
+    text = "".join(t.text or "" for t in p.iter(f"{_W}t"))
+    style = p.find(f"{_W}pPr/{_W}pStyle")
+    style = (style.get(f"{_W}val") or "") if style is not None else ""
+    level = re.match(r"(?i)heading\s*(\d)", style)
+    if style.lower() == "title":
+        return f"# {text}"
+    if level and text.strip():
+        return "#" * min(int(level.group(1)) + 1, 6) + " " + text  # "Title" is the only H1
+    return text
+
+
+def _docx_table_rows(table) -> list[str]:
+    """One line per row, as for HTML tables: with a first row of names, each later cell is led by its
+    column's name ("Limit: 10 MB"), so a row read alone still says what its values are."""
+    rows = [
+        [" ".join(_docx_paragraph(p) for p in cell.iter(f"{_W}p")).strip() for cell in tr.findall(f"{_W}tc")]
+        for tr in table.findall(f"{_W}tr")
+    ]
+    rows = [r for r in rows if any(r)]
+    if len(rows) > 1 and len(rows[0]) > 1 and all(rows[0]):
+        names = rows[0]
+        return [" | ".join(names)] + [
+            "\n" + " | ".join(f"{n}: {c}" if c else "" for n, c in zip(names, r, strict=False)).strip(" |")
+            for r in rows[1:]
+        ]
+    return ["\n" + " | ".join(c for c in r if c) for r in rows]

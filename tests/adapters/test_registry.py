@@ -105,6 +105,27 @@ def test_promote_and_rollback(tmp_path, real_adapter):
     assert reg.current().name == "acme-v2"
 
 
+def test_gate_refuses_an_adapter_that_makes_answers_with_retrieval_worse():
+    reference = {"accuracy": 0.5, "perplexity": 20.0}
+    better_terms = {"accuracy": 0.9, "perplexity": 20.0}
+    rag = {
+        "reference": {"accuracy": 0.8, "correct": 8, "total": 10},
+        "adapter": {"accuracy": 0.6, "correct": 6, "total": 10},
+    }
+    dropped = decide(better_terms, reference, "the base model", rag=rag)
+    assert not dropped.promote
+    assert dropped.reasons[-1] == (
+        "RAG answer accuracy 60.0% (6/10) vs the base model 80.0% (8/10): "
+        "the adapter makes answers with retrieval worse"
+    )
+    held = decide(better_terms, reference, "the base model", rag={**rag, "adapter": rag["reference"]})
+    assert held.promote and held.reasons[-1].endswith(": no drop")
+    tolerant = decide(better_terms, reference, "the base", GateConfig(max_rag_accuracy_drop=0.25), rag=rag)
+    assert tolerant.promote
+    with pytest.raises(ValueError, match="max_rag_accuracy_drop must be a number in \\[0, 1\\), got 2"):
+        GateConfig(max_rag_accuracy_drop=2)
+
+
 def test_gate_refuses_a_worse_adapter_and_says_why(tmp_path, real_adapter):
     reg = AdapterRegistry(tmp_path)
     current = reg.register("acme", real_adapter, meta(0.8, 20.0))

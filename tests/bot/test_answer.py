@@ -1,6 +1,9 @@
 """The answering rules that keep a small model honest, and follow-ups on the real acme index."""
 
+from types import SimpleNamespace
+
 from bot.answer import IDK, QUOTE_PREFIX, AnswerStream, Source, ground, is_idk, ungrounded
+from indexers.facts import Fact
 
 FACTS = [
     "You may work from another country for up to 20 working days per calendar year under our "
@@ -10,30 +13,69 @@ FACTS = [
 
 
 def test_an_answer_built_from_the_facts_keeps_its_words_and_gets_a_quote():
-    answer = ground("You can work abroad for up to 20 working days a year under WFA.", FACTS)
-    assert answer == f"You can work abroad for up to 20 working days a year under WFA.\n\n> {FACTS[0]}"
+    text, used = ground("You can work abroad for up to 20 working days a year under WFA.", FACTS)
+    assert text == f"You can work abroad for up to 20 working days a year under WFA.\n\n> {FACTS[0]}"
+    assert used == [0]  # only the fact it stands on is cited
 
 
-def test_an_invented_number_or_name_is_replaced_by_the_facts():
+def test_an_invented_number_or_name_is_replaced_by_the_best_fact():
     assert ungrounded("You can work abroad for 15 days, says Marta Quill.", FACTS) == ["15", "Marta", "Quill"]
-    answer = ground("You can work abroad for 15 days.", FACTS)
-    assert answer == QUOTE_PREFIX + " ".join(FACTS)
-    assert "15" not in answer.replace("10 working", "")
+    text, used = ground("You can work abroad for 15 days.", FACTS)
+    assert text == QUOTE_PREFIX + FACTS[0] and used == [0]
+
+
+def test_invented_options_and_identifiers_are_caught():
+    facts = ["-n: Show what would be copied.", "The setting gc.auto starts a repack at 6700 loose objects."]
+    assert ungrounded("Use -r to copy directories.", facts) == ["-r"]
+    assert ungrounded("Set gc.autoPackLimit to 50.", facts) == ["gc.autoPackLimit", "50"]
+    assert ungrounded("Use -n with gc.auto at 6700.", facts) == []
+    assert ungrounded("Use base64 or API v2.", ["base64 and API v2"]) == []  # digits inside words: no numbers
+
+
+def test_a_draft_that_restates_the_question_gives_way_to_the_evidence():
+    question = "Which option of htcacheclean deletes empty directories?"
+    facts = ["-t: Delete empty directories.", "-n: Be nice."]
+    text, used = ground("The htcacheclean option deletes empty directories.", facts, question)
+    assert text == QUOTE_PREFIX + facts[0] and used == [0]
+
+
+def test_a_draft_drawing_on_two_facts_cites_both():
+    facts = [
+        "Cadence: A Ferry departs every second Wednesday at 11:00 UTC.",
+        "The next one is on 15 December.",
+    ]
+    text, used = ground("The Ferry departs on 15 December at 11:00 UTC.", facts, "When is the next Ferry?")
+    assert text.endswith(f"> {facts[0]}") and used == [0, 1]
 
 
 def test_sentence_start_capitals_are_not_names():
     assert ungrounded("Requests go to your Quire Lead early.", FACTS) == []
 
 
+def _facts(*texts):
+    return [Fact(t, i, 0.9, "") for i, t in enumerate(texts)]
+
+
 def test_i_dont_know_answers_cite_nothing():
     for text in ("I don't know.", "I do not know the answer.", "  i dont know"):
         assert is_idk(text)
-        stream = AnswerStream([Source("a.md", "A", 0.9)], None, iter([text]), facts=FACTS)
+        stream = AnswerStream([Source("a.md", "A", 0.9)], None, iter([text]), facts=_facts(*FACTS))
         answer = stream.result()
         assert answer.refused and answer.sources == [] and answer.text == text.strip()
     assert not is_idk("I know: 20 working days.")
-    empty = AnswerStream([Source("a.md", "A", 0.9)], None, iter([]), facts=FACTS).result()
+    empty = AnswerStream([Source("a.md", "A", 0.9)], None, iter([]), facts=_facts(*FACTS)).result()
     assert empty.text == IDK and empty.sources == []
+
+
+def test_only_the_sources_an_answer_stands_on_are_cited():
+    hits = [
+        SimpleNamespace(file="wfa.md", section="Work From Anywhere", similarity=0.8, url=None, text=FACTS[0]),
+        SimpleNamespace(file="travel.md", section="Requests", similarity=0.7, url=None, text=FACTS[1]),
+    ]
+    facts = _facts(*FACTS)
+    stream = AnswerStream([], None, iter(["Up to 20 working days a year."]), facts=facts, hits=hits)
+    answer = stream.result()
+    assert [s.file for s in answer.sources] == ["wfa.md"] and answer.evidence == [FACTS[0]]
 
 
 def test_a_follow_up_uses_the_thread(acme_services):
@@ -50,8 +92,6 @@ def test_a_follow_up_uses_the_thread(acme_services):
 
 
 def test_names_in_a_question_must_be_in_what_was_retrieved():
-    from types import SimpleNamespace
-
     from bot.answer import question_names, unmatched_names
 
     assert question_names("What does the --frozen-lockfile flag of yarn do?") == ["--frozen-lockfile"]

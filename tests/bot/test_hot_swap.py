@@ -64,7 +64,13 @@ def test_promotion_and_rollback_reach_the_running_answerer(services, tmp_path):
     on_first = answerer.answer("Say hi.", retrieval=False)
     assert on_first.adapter == "terms-v1"
 
-    assert cli(services, "adapters", "promote", second.name, "--json") == '{"current": "terms-v2"}\n'
+    # terms-v2 has no passing gate verdict: promoting it needs --force, and the refusal says why.
+    refused = CliRunner().invoke(main, ["adapters", "promote", second.name], obj={"services": services})
+    assert refused.exit_code == 1 and "failed its promotion gate" in refused.output
+    assert "--force" in refused.output and "Traceback" not in refused.output
+    assert registry.current().name == "terms-v1"
+    forced = cli(services, "adapters", "promote", second.name, "--force", "--json")
+    assert forced == '{"current": "terms-v2"}\n'
     assert ask_json(services)["adapter"] == "terms-v2"
     assert ask_json(services, "--adapter", "none")["adapter"] is None
 
@@ -73,6 +79,9 @@ def test_promotion_and_rollback_reach_the_running_answerer(services, tmp_path):
         "terms-v1",
         "terms-v2",
     ]
+    assert cli(services, "adapters", "rollback") == "current adapter: terms-v1\n"
+    registry.set_gate(second.name, {"promote": True, "reasons": ["passed"]})  # a passed gate needs no --force
+    assert cli(services, "adapters", "promote", second.name, "--json") == '{"current": "terms-v2"}\n'
     assert cli(services, "adapters", "rollback") == "current adapter: terms-v1\n"
     assert answerer.answer("Say hi.", retrieval=False).adapter == "terms-v1"
     # The adapter the answerer switched to really changes the model, and disabling it gives the base back.

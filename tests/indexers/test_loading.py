@@ -109,7 +109,8 @@ def test_html_inline_markup_joins_and_api_entries_become_sections(tmp_path: Path
     )
     # Code keeps its lines and their indentation; a comment stays text, not a heading.
     assert " # a comment, not a heading\n x  = 1\n def f():\n     if x:\n         return 1" in intro
-    assert "Code | Type" in intro and "'b' | signed char" in intro  # a table row is one line
+    # A table row is one line, each cell named by its column (issue 11: a row read alone says what it is).
+    assert "Code | Type" in intro and "Code: 'b' | Type: signed char" in intro
     assert "- Kbd: Control-Z exits." in intro
     assert not any("Table of contents" in p or "bisect_left()" in p for p in intro)  # sidebar, toctree
     # The heading is the qualified signature (anchor + defaults); the body keeps the signature as shown.
