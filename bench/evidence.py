@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", action="store_true", help="list misses (not of held-out sets)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from bot.answer import FACTS
+    from bot.answer import EVIDENCE_CHUNKS, FACTS
     from bot.evaluate import contains_all, load_qa
 
     for label, docs, qa, home, role in _sets(args.sets, HOMES):
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         items = [i for i in load_qa(qa) if not i.expect_refusal]
         in_chunks = at1 = atn = 0
         for item in items:
-            hits = answerer.retriever.retrieve(item.question, top_k=answerer.top_k)
+            hits = answerer.retriever.retrieve(item.question, top_k=max(answerer.top_k, EVIDENCE_CHUNKS))
             facts = services.select_facts(item.question, hits, FACTS)
             texts = [f.text for f in facts]
             c = contains_all(" ".join(h.text for h in hits), item)

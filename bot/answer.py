@@ -23,6 +23,9 @@ SYSTEM_PROMPT = (
 # Sentences given to the model. On examples/acme (45 questions, bundled 135M model) answer accuracy was
 # 31/45 with 5 facts best-first, 33 with 3, 34 with 5 best-last, 36 with 3 best-last: see BENCHMARKS.md.
 FACTS = 3
+# Chunks the facts are chosen from: more than top_k, since the sentence that answers a prose question is
+# often in the fifth or eighth chunk; the "I don't know" checks still look at the best top_k only.
+EVIDENCE_CHUNKS = 8
 QUOTE_PREFIX = "From the docs: "
 NO_RETRIEVAL_SYSTEM_PROMPT = "You are a helpful assistant for the company's staff. Answer briefly."
 
@@ -143,8 +146,8 @@ class Answerer:
         adapter: str | None = None,
         hits=None,
     ) -> AnswerStream:
-        """hits: what the retriever already returned for this question (bot.evaluate scores them too), at
-        least top_k of them; its best top_k are used instead of retrieving again."""
+        """hits: what the retriever already returned for this question (bot.evaluate scores them too); used
+        instead of retrieving again when there are enough of them (EVIDENCE_CHUNKS)."""
         question = question.strip()
         ref = self.resolve_adapter(adapter)
         name = ref.name if ref else None
@@ -156,16 +159,19 @@ class Answerer:
                 {"role": "user", "content": question},
             ]
             return AnswerStream([], name, self._generate(messages, ref))
-        if hits is None or len(hits) < self.top_k:
+        wanted = max(self.top_k, EVIDENCE_CHUNKS) if self.select_facts else self.top_k
+        if hits is None or len(hits) < wanted:
             self.retriever.reopen()  # cheap; follows a reindex that finished since the last question
-            hits = self.retriever.retrieve(_retrieval_query(question, history), top_k=self.top_k)
-        hits = hits[: self.top_k]
+            hits = self.retriever.retrieve(_retrieval_query(question, history), top_k=wanted)
+        hits, best = hits[:wanted], hits[: self.top_k]
         if (
-            not hits
-            or max(h.similarity for h in hits) < self.min_similarity
-            or unmatched_names(question, hits)
+            not best
+            or max(h.similarity for h in best) < self.min_similarity
+            or unmatched_names(question, best)
         ):
             return AnswerStream([], name, None, text=IDK)  # nothing relevant: don't let the model guess
+        if not self.select_facts:
+            hits = best
         facts = self.select_facts(question, hits, FACTS) if self.select_facts else []
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
@@ -223,8 +229,15 @@ def ungrounded(text: str, facts: list[str]) -> list[str]:
     """Numbers, names, options and identifiers in text that no fact contains as a whole token: what a
     small model invents. Whole tokens, so "35" is not supported by "350"; names only mid-sentence, so a
     capital that merely starts a sentence is not flagged."""
-    known = {t.rstrip(".,:") for f in facts for t in _TOKENS.findall(f.replace("**", ""))}
+    known = set().union(*(_known(f) for f in facts))
     return [t for t in _checked(text) if t not in known]
+
+
+def _known(fact: str) -> set[str]:
+    """The tokens a fact vouches for: its words and, scanned the same way as an answer, its checked
+    tokens ("node.conf" inside "munin-node.conf" reads the same in both)."""
+    fact = fact.replace("**", "")
+    return {t.rstrip(".,:") for t in _TOKENS.findall(fact)} | set(_checked(fact))
 
 
 def _content_words(text: str) -> set[str]:
@@ -234,19 +247,22 @@ def _content_words(text: str) -> set[str]:
 def ground(text: str, facts: list[str], question: str = "") -> tuple[str, list[int]]:
     """(the answer to show, the indexes of the facts it stands on, the quoted one first).
 
-    The model's draft stays when every number, name and option in it is in the facts and it says
-    something the question did not, with the fact that supports it best quoted beneath; otherwise the
+    The model's draft stays when every number, name and option in it is in the facts, it says
+    something the question did not and it offers what was asked for (an option, a number), with the
+    fact that supports it best quoted beneath; otherwise the
     best fact itself is the answer, quoted, so no invented figure and no restated question is ever the
     final answer (Slack shows the raw draft while it streams, then replaces it with this). A draft that
     says "I don't know" stays one, standing on nothing."""
+    from indexers.facts import offers_what_is_asked  # here: the indexers package imports LlamaIndex
+
     text = _PREAMBLE.sub("", text).strip().strip('"').strip()
     if not text or is_idk(text):
         return (text or IDK), []
     informative = bool(_content_words(text) - _content_words(question) - _content_words(IDK))
-    if ungrounded(text, facts) or not informative:
+    if ungrounded(text, facts) or not informative or not offers_what_is_asked(question, text):
         return QUOTE_PREFIX + facts[0], [0]
     wanted = set(_checked(text))
-    tokens = [{t.rstrip(".,:") for t in _TOKENS.findall(f)} for f in facts]
+    tokens = [_known(f) for f in facts]
     # The fact holding most of the draft's numbers, names and options; ties, and a draft of plain words
     # that cannot be checked, get the best-ranked fact: the evidence is shown whatever the model wrote.
     best = max(range(len(facts)), key=lambda i: len(wanted & tokens[i]))

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .answer import is_idk, ungrounded
+from .answer import EVIDENCE_CHUNKS, is_idk, ungrounded
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def evaluate(
     for item in items:
         started = time.perf_counter()
         # One retrieval for both: the fused ranking's best k are a prefix of its best k+1.
-        hits = answerer.retriever.retrieve(item.question, top_k=max(top_k, answerer.top_k))
+        hits = answerer.retriever.retrieve(item.question, top_k=max(top_k, answerer.top_k, EVIDENCE_CHUNKS))
         files = list(dict.fromkeys(h.file for h in hits[:top_k]))
         record = {"id": item.id, "retrieved": files, "sources": files}
         if item.source_file and not item.expect_refusal:

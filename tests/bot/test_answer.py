@@ -39,6 +39,18 @@ def test_a_draft_that_restates_the_question_gives_way_to_the_evidence():
     assert text == QUOTE_PREFIX + facts[0] and used == [0]
 
 
+def test_a_draft_that_does_not_offer_what_was_asked_gives_way_to_the_evidence():
+    facts = ["-k: Enable the HTTP KeepAlive feature.", "KeepAlive: Persistent connections last 5 seconds."]
+    option = ground(
+        "The KeepAlive feature allows persistent connections.", facts, "Which ab option enables it?"
+    )
+    assert option == (QUOTE_PREFIX + facts[0], [0])  # an option was asked for: the draft names none
+    number = ground("Persistent connections are kept alive.", facts, "How long do connections last?")
+    assert number == (QUOTE_PREFIX + facts[0], [0])  # a number was asked for: the draft has none
+    kept, used = ground("Connections last 5 seconds.", facts, "How long do connections last?")
+    assert kept.startswith("Connections last 5 seconds.") and used == [1]
+
+
 def test_a_draft_drawing_on_two_facts_cites_both():
     facts = [
         "Cadence: A Ferry departs every second Wednesday at 11:00 UTC.",
