@@ -136,11 +136,14 @@ def test_an_off_corpus_name_is_refused_without_calling_the_model(acme_services):
 
 def test_hits_already_retrieved_are_answered_from_as_they_are(acme_services):
     """bot.evaluate retrieves once, scores the hits, and answers from them: the answer cites the hits it
-    was handed (here a VPN question's, for a question about pages), not a second retrieval's."""
+    was handed (here a VPN question's, for a question about pages), not a second retrieval's. Enough of
+    them (EVIDENCE_CHUNKS) are needed to be used as they are."""
+    from bot.answer import EVIDENCE_CHUNKS
+
     answerer = acme_services.answerer
     answerer.retriever.reopen()
-    vpn = answerer.retriever.retrieve("Which VPN client do we use?", top_k=answerer.top_k + 2)
-    best = vpn[: answerer.top_k]
+    vpn = answerer.retriever.retrieve("Which VPN client do we use?", top_k=EVIDENCE_CHUNKS + 2)
+    best = vpn[:EVIDENCE_CHUNKS]
     assert best.query_vector == vpn.query_vector and best.query == vpn.query  # a slice keeps its query
     question = "How quickly must I acknowledge a page?"
     own = answerer.stream(question)
@@ -149,4 +152,6 @@ def test_hits_already_retrieved_are_answered_from_as_they_are(acme_services):
     assert [(s.file, s.section) for s in handed.sources] == list(
         dict.fromkeys((h.file, h.section) for h in best)
     )
-    own.result(), handed.result()  # finish both generations
+    cited = handed.result().sources  # only what the answer stands on, and only from the handed hits
+    assert {(s.file, s.section) for s in cited} <= {(h.file, h.section) for h in best}
+    own.result()  # finish the other generation too
