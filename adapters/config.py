@@ -11,7 +11,13 @@ BUNDLED_MODELS = (BUNDLED_BASE_MODEL,)
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-QUANTIZE = ("none", "int4")  # adapters.quantize.QUANTIZE_MODES (that module imports torch lazily)
+# GGUF tensor types for the llama.cpp engine (adapters.llamacpp_model.WEIGHT_TYPES). "auto" is an F16 copy of
+# the bundled Q4_1 model (exact: Q4_1's values are fp16 scale x int + fp16 min) and the file as it is for any
+# other GGUF. Quantized weights make llama.cpp round the activations to 8 bits too, and SmolLM2-135M's
+# outliers do not survive that: on Q4_1 and Q8_0 "What is the capital of France?" got "L'Étoile, la Cité,
+# ...", and a LoRA's effect on the logits correlated 0.5-0.6 with peft's (F16: 0.998; BENCHMARKS.md,
+# issue 12).
+GGUF_WEIGHTS = ("auto", "source", "q4_0", "q8_0", "bf16", "f16")
 
 
 @dataclass
@@ -25,12 +31,21 @@ class ModelConfig:
     device: str = field(default="auto", metadata={"help": "auto|cpu|cuda"})
     dtype: str = field(default="auto", metadata={"help": "auto|float32|bfloat16|float16"})
     load_in_4bit: bool = field(default=False, metadata={"help": "bitsandbytes NF4 (inference option)"})
-    quantize: str = field(
-        default="int4", metadata={"help": "none|int4: answers from a 4-bit weight copy (CPU only)"}
-    )
     max_new_tokens: int = 256
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy decoding"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads; None = torch default"})
+    # The llama.cpp engine (GGUF models); see adapters/llamacpp.py for why the defaults are what they are.
+    gguf_weights: str = field(default="auto", metadata={"help": "auto|source|q4_0|q8_0|bf16|f16"})
+    context_tokens: int = field(default=2048, metadata={"help": "llama.cpp context (prompt + answer)"})
+    prompt_batch: int = field(default=512, metadata={"help": "llama.cpp n_batch/n_ubatch for the prompt"})
+    decode_threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "llama.cpp decode threads; None: 1 for a model under 1B parameters, else all cores"
+        },
+    )
+    prompt_threads: int | None = field(default=None, metadata={"help": "prompt-pass threads; None = all"})
+    flash_attn: bool = field(default=False, metadata={"help": "llama.cpp flash attention"})
 
     def __post_init__(self):
         if not isinstance(self.base_model, str) or not self.base_model.strip():
@@ -47,8 +62,16 @@ class ModelConfig:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not isinstance(self.load_in_4bit, bool):
             raise ValueError(f"load_in_4bit must be a bool, got {self.load_in_4bit!r}")
-        if self.quantize not in QUANTIZE:
-            raise ValueError(f"quantize must be one of {', '.join(QUANTIZE)}, got {self.quantize!r}")
+        if self.gguf_weights not in GGUF_WEIGHTS:
+            raise ValueError(
+                f"gguf_weights must be one of {', '.join(GGUF_WEIGHTS)}, got {self.gguf_weights!r}"
+            )
+        for name in ("context_tokens", "prompt_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 16:
+                raise ValueError(f"{name} must be an integer of at least 16, got {value!r}")
+        if not isinstance(self.flash_attn, bool):
+            raise ValueError(f"flash_attn must be a bool, got {self.flash_attn!r}")
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int):
             raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
         if self.max_new_tokens <= 0:
@@ -57,11 +80,16 @@ class ModelConfig:
             raise ValueError(f"temperature must be a number >= 0, got {self.temperature!r}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {self.temperature}")
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads <= 0
-        ):
-            raise ValueError(f"threads must be a positive integer or None, got {self.threads!r}")
+        for name in ("threads", "decode_threads", "prompt_threads"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
 
     @property
     def is_bundled(self) -> bool:
         return self.base_model in BUNDLED_MODELS
+
+    def resolved_gguf_weights(self) -> str:
+        if self.gguf_weights != "auto":
+            return self.gguf_weights
+        return "f16" if self.is_bundled else "source"

@@ -1,11 +1,9 @@
-"""Chat generation on the base model or a LoRA adapter: streaming, token limit, hot-swappable adapters.
+"""Chat generation with transformers + peft: the float model, for safetensors bases (e.g. Phi-3), and
+logits / perplexity for training and the promotion gate. GGUF bases answer through llama.cpp instead
+(adapters/llamacpp.py); bot.wiring chooses.
 
 One model serves every request, so a lock serialises generation; the adapter is picked while holding
-it, which means an answer always finishes on the adapter it started with. With cfg.quantize="int4",
-stream() runs a 4-bit copy per adapter, with its LoRA kept beside the 4-bit weights (built under the lock
-on its first answer, so an answer in flight keeps its own copy), decoded by adapters/decode.py's lean
-loop where it knows the architecture (else by generate()); logits() and perplexity() always use the
-float model.
+it, which means an answer always finishes on the adapter it started with.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from pathlib import Path
 
 from adapters.base import end_of_turn_ids, ensure_chat_template, load_base_model
 from adapters.config import ModelConfig
-from adapters.quantize import FastCopies
+from adapters.engine import PromptEngine, check_messages
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +67,6 @@ def check_safe_adapter(path: Path) -> None:
         raise ValueError(f"adapter folder {path} has no adapter_config.json; is it a peft adapter?")
 
 
-def _check_max_new_tokens(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"max_new_tokens must be a positive integer, got {value!r}")
-    return value
-
-
 def _cancel_criteria(event: threading.Event):
     from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -90,7 +82,7 @@ def _cancel_criteria(event: threading.Event):
     return StoppingCriteriaList([_Cancelled()])
 
 
-class Generator:
+class Generator(PromptEngine):
     """Answers chat messages with the base model (adapter=None) or a LoRA adapter.
 
     Loading an adapter wraps the model with peft in place: pass a model nobody else uses as a plain model.
@@ -105,8 +97,6 @@ class Generator:
         self._peft = None  # the PeftModel around _model once an adapter is loaded
         self._adapters: dict[str, tuple[Path, str]] = {}  # name -> (resolved path, peft adapter name)
         self._loaded = 0
-        # quantize="int4": per adapter (None = base) a quantized copy (LoRA kept unmerged) that stream() runs.
-        self._fast = FastCopies(cfg.quantize)
         self._lock = threading.Lock()  # one generation at a time
         self._load_lock = threading.Lock()
         if model is not None:
@@ -141,16 +131,12 @@ class Generator:
 
     def render(self, messages: list[dict]) -> str:
         """The prompt for messages in the model's own chat template, ending where the answer starts."""
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
-        for m in messages:
-            if (
-                not isinstance(m, dict)
-                or not isinstance(m.get("role"), str)
-                or not isinstance(m.get("content"), str)
-            ):
-                raise ValueError(f"each message needs string 'role' and 'content', got {m!r}")
+        check_messages(messages)
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def describe(self) -> str:
+        where = f"on {self._model.device}" if self._model is not None else "(not loaded yet)"
+        return f"transformers, {self.cfg.base_model} {where}"
 
     # -- adapters ---------------------------------------------------------------------------------
 
@@ -192,24 +178,7 @@ class Generator:
             with self._peft.disable_adapter():
                 yield self._peft
 
-    def _fast_model(self, adapter: AdapterRef | None):
-        """(the quantized copy for adapter, its LeanDecoder or None), or None when quantize is 'none' or
-        cannot run here. Caller holds the lock and has loaded adapter with _use."""
-        key = None if adapter is None else self._adapters[adapter.name]
-        label = adapter.name if adapter else "the base"
-        return self._fast.get(key, self._model, self._peft, key and key[1], label)
-
     # -- generation -------------------------------------------------------------------------------
-
-    def stream(
-        self, messages: list[dict], *, max_new_tokens: int | None = None, adapter: AdapterRef | None = None
-    ) -> Iterator[str]:
-        """Text pieces of the answer as they are generated. Closing the iterator early stops generation."""
-        limit = _check_max_new_tokens(self.cfg.max_new_tokens if max_new_tokens is None else max_new_tokens)
-        if adapter is not None:
-            check_safe_adapter(adapter.path)  # fail now, not at the first next()
-        prompt = self.render(messages)
-        return self._stream(prompt, limit, adapter)
 
     def _stream(self, prompt: str, limit: int, adapter: AdapterRef | None) -> Iterator[str]:
         import torch
@@ -217,18 +186,7 @@ class Generator:
 
         tok = self._tokenizer
         with self._lock, self._use(adapter) as model:
-            fast, lean = self._fast_model(adapter) or (model, None)
             inputs = tok(prompt, return_tensors="pt", add_special_tokens=False).to(self._model.device)
-            ids = inputs.input_ids
-            if lean is not None and lean.can_decode(ids.shape[1] + limit):
-                from adapters.decode import pieces_on_worker, sampler, text_pieces
-
-                pick = sampler(self.cfg.temperature)
-                yield from pieces_on_worker(
-                    lambda stop: text_pieces(tok, lean.tokens(ids, limit, self._stop_ids, pick, cancel=stop))
-                )
-                return
-            model = fast
             streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
             cancel = threading.Event()
             kwargs = dict(
@@ -265,10 +223,6 @@ class Generator:
                 thread.join()
             if errors:
                 raise errors[0]
-
-    def generate(self, messages: list[dict], **kw) -> str:
-        """The whole answer at once; same arguments as stream()."""
-        return "".join(self.stream(messages, **kw))
 
     def logits(self, text: str, *, adapter: AdapterRef | None = None):
         """Next-token logits (float32, CPU, shape [tokens, vocab]) for text: for tests and evaluation."""

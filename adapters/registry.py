@@ -1,7 +1,8 @@
 """Versioned adapters on disk: <root>/<name>-v<N>/, an atomic `current` pointer, promote and rollback.
 
 Layout of one version: adapter_model.safetensors, adapter_config.json, meta.json (base model id and
-fingerprint, dataset hash, metrics, settings, created time, gate verdict), optionally loss.png.
+fingerprint, dataset hash, metrics, settings, created time, gate verdict), optionally loss.png, and for a
+GGUF base model adapter_model.gguf, the same LoRA for llama.cpp (written by the `export` callable).
 A version is assembled in a hidden temp dir and renamed into place, and the pointer is replaced with
 os.replace, so a crash leaves either the old state or the new one, never half of either.
 """
@@ -15,6 +16,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +29,7 @@ POINTER = "current"
 META = "meta.json"
 ADAPTER_CONFIG = "adapter_config.json"
 # Copied into a version; anything else in a training folder (checkpoints, optimizer state) is not.
-_COPIED = (SAFE_ADAPTER_FILE, ADAPTER_CONFIG, "loss.png", "README.md")
+_COPIED = (SAFE_ADAPTER_FILE, ADAPTER_CONFIG, "loss.png", "README.md", "adapter_model.gguf")
 _VERSION = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_-]*)-v(?P<n>[1-9][0-9]*)$")
 
 
@@ -82,10 +84,14 @@ def _write_json_atomic(path: Path, data: dict) -> None:
 
 
 class AdapterRegistry:
-    """Adapter versions under `root` (<home>/adapters). Reads are cheap: no torch, no model."""
+    """Adapter versions under `root` (<home>/adapters). Reads are cheap: no torch, no model.
 
-    def __init__(self, root: Path):
+    export(folder): writes what an inference engine needs beside the peft files of a new version
+    (adapters.gguf_lora.exporter_for: the GGUF LoRA file), before the version appears."""
+
+    def __init__(self, root: Path, export: Callable[[Path], object] | None = None):
         self.root = Path(root)
+        self.export = export
 
     # -- reading -------------------------------------------------------------------------------
     def _pointer(self) -> dict:
@@ -169,6 +175,7 @@ class AdapterRegistry:
                     shutil.copy2(adapter_dir / name, tmp / name)
             meta = {"created": datetime.now(UTC).isoformat(timespec="seconds"), **meta}
             (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+            self._export(tmp, family)
             while True:
                 name = self.next_name(family)
                 try:
@@ -183,6 +190,16 @@ class AdapterRegistry:
             shutil.rmtree(tmp, ignore_errors=True)
         log.info("registered adapter %s", name)
         return self.get(name)
+
+    def _export(self, folder: Path, family: str) -> None:
+        if self.export is None:
+            return
+        try:
+            self.export(folder)
+        except (ValueError, OSError) as err:
+            # The peft files are still good for transformers and vLLM; llama.cpp converts on first use and
+            # says then what is wrong.
+            log.warning("adapter %s registered without its GGUF LoRA file: %s", family, err)
 
     def _remove_stale_temp_dirs(self, older_than_s: float = 3600) -> None:
         # A register() killed mid-copy (SIGKILL, power loss) leaves its hidden temp dir behind. One that

@@ -1,264 +1,194 @@
-"""Generation for `ask` with the bundled SmolLM2: tokens/s and time to first token.
+"""Generation engines side by side (issue 12): llama.cpp in-process (ours), plain transformers fp32, and the
+old int4 loop as the reference; then the server backend, one question at a time against 10 at once.
 
-Ours is the real path: Answerer.stream(question) from bot.wiring.Services (retrieve, select facts,
-prompt, then Generator.stream), with the configured `quantize` (default int4: a 4-bit weight copy,
-adapters/quantize.py, decoded by the lean loop of adapters/decode.py). The baseline is a plain greedy
-`model.generate` on the float (fp32) model and the same rendered prompt, no streamer: what the
-"~27.5 tok/s" in offline-stack.md measured. With quantize=none both sides give the same tokens; with
-int4 they may part after a while (bf16 activations); the run counts identical answers and says so.
+Each engine runs in a fresh process of its own (bench/engine_child.py), so its peak RSS is its own and
+libgomp reads the same OMP_WAIT_POLICY (the bot's PASSIVE) in each. Rounds interleave the engines: this
+2-core machine is shared, and only figures from the same minutes compare. The old int4 loop is run from an
+export (`git archive`) of OLD_ENGINE_COMMIT, the last commit that had adapters/quantize.py and decode.py.
 
-The baseline runs on a worker thread too. On this shared machine, torch ops on the main thread with
-OpenMP's default spin-waiting ran ~5x slower than the same ops on a fresh thread (OMP_WAIT_POLICY=PASSIVE
-removed the gap); a main-thread baseline would flatter us for a reason that is not our code.
-
-Times: "time to first token" is from the question to the first text piece (the streamer hands out
-whole words, so this is the first word a user would see); the generation-only one starts when
-Answerer.stream returns, i.e. after retrieval and fact selection. Tokens are counted with the model's
-tokenizer on the streamed text.
+Prompts: acme questions, each with its 4 retrieved chunks whole (bot.answer.build_user_prompt without
+facts) under the bot's system prompt: ~480 tokens, the RAG prompt the issue's goal names. Time to first
+token runs from the stream() call to the first text piece: prompt pass + first token. Decode tok/s is
+measured on one long answer (128 tokens, no retrieval), after its first piece.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
-import time
+from pathlib import Path
 from statistics import median
 
-from .common import Context, Row, Timer, load_note, say
+from .common import DATA, REPO, Context, Row, Timer, load_note, say
 from .retrieval import questions
 
 NAME = "generation"
-QUESTIONS = 10  # answers from selected facts are one sentence: ~2 s per question with its baseline
-QUICK_QUESTIONS = 1
-# acme answers are too short to show the steady decoding rate (prefill dominates them), so one long
-# answer is timed on its own: the figure to hold against the 27.5 tok/s and issue 4's goal of 60.
-LONG_PROMPT = "Write a detailed step-by-step guide, with at least ten steps, for a new employee's first week."
-LONG_TOKENS = 128
+OLD_ENGINE_COMMIT = "a8ac76128dae8eebdf95758d9b29627dd4911ee7"
+ENGINES = ("llama.cpp", "transformers fp32", "int4 loop")
+ROUNDS, RAG_PROMPTS, CONCURRENT = 3, 3, 10
+LONG = [{"role": "user", "content": "Write a detailed step-by-step guide, with at least ten steps, for a new "
+         "employee's first week."}]  # fmt: skip
 
 
-class _Recorder:
-    """Runs the real Generator and keeps the messages the answerer sent it, so the baseline gets the very
-    same prompt however the answerer builds it (retrieved chunks, selected facts, ...)."""
+def rag_prompts(services, wanted: int) -> list[list[dict]]:
+    """Messages of the acme questions whose prompt with whole chunks is nearest 480 tokens (~4 chars each)."""
+    from bot.answer import SYSTEM_PROMPT, build_user_prompt
 
-    def __init__(self, generator):
-        self.generator = generator
-        self.messages: list[dict] | None = None
-
-    def stream(self, messages, **kw):
-        self.messages = messages
-        return self.generator.stream(messages, **kw)
-
-    def __getattr__(self, name):
-        return getattr(self.generator, name)
+    candidates = []
+    for q in questions(False)[:20]:
+        hits = services.retriever.retrieve(q, top_k=services.settings.top_k)
+        messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": build_user_prompt(q, hits)}]  # fmt: skip
+        size = sum(len(m["content"]) for m in messages)
+        candidates.append((abs(size - 480 * 4), messages))
+    return [m for _, m in sorted(candidates, key=lambda c: c[0])[:wanted]]
 
 
-def _on_worker(fn, *args):
-    """fn(*args) on a fresh thread, as Generator.stream runs generate (see the module docstring)."""
-    result: dict = {}
-
-    def work():
-        try:
-            result["value"] = fn(*args)
-        except BaseException as err:  # re-raised on the caller's thread
-            result["error"] = err
-
-    worker = threading.Thread(target=work, name="bench-generate")
-    worker.start()
-    worker.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+def old_tree(workdir: Path) -> Path | None:
+    """This repository at OLD_ENGINE_COMMIT, exported (read-only for the repository: no checkout)."""
+    target = workdir / "old-engine"
+    if (target / "adapters" / "decode.py").is_file():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", OLD_ENGINE_COMMIT, "adapters"],
+                             capture_output=True)  # fmt: skip
+    if archive.returncode != 0:
+        why = archive.stderr.decode()[:200]
+        say(f"  int4 loop skipped: git archive {OLD_ENGINE_COMMIT[:7]} failed ({why})")
+        return None
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
 
 
-def _plain_generate(
-    generator, messages: list[dict], limit: int, model=None
-) -> tuple[int, float, float, list[int]]:
-    """(new tokens, seconds, seconds for the first token alone, token ids) with plain model.generate on
-    model (default: the generator's float model)."""
-    import torch
+def child(engine: str, job_file: Path, old: Path | None) -> dict | None:
+    path = str(old if engine == "int4 loop" else REPO)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    script = REPO / "bench" / "engine_child.py"
+    done = subprocess.run([sys.executable, str(script), engine, str(DATA / "models"), str(job_file)],
+                          env=env, capture_output=True, text=True, timeout=1800)  # fmt: skip
+    if done.returncode != 0:
+        say(f"  {engine} failed: {done.stderr[-1500:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
-    from adapters.base import end_of_turn_ids
 
-    model, tok = model or generator.model, generator.tokenizer
-    inputs = tok(generator.render(messages), return_tensors="pt", add_special_tokens=False).to(model.device)
-    stop = end_of_turn_ids(model, tok)
-    kwargs = dict(
-        **inputs,
-        do_sample=False,
-        temperature=None,
-        top_p=None,
-        top_k=None,
-        eos_token_id=stop,
-        pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else stop[0],
-        use_cache=True,
-    )
+def engines(ctx: Context, job: dict) -> list[Row]:
+    from bench.llm_server import random_smollm2_adapter
 
-    def generate(max_new_tokens: int):
-        with torch.inference_mode():
-            return model.generate(**kwargs, max_new_tokens=max_new_tokens)
+    rounds = 1 if ctx.quick else ROUNDS
+    job["adapter"] = str(random_smollm2_adapter(ctx.tmp("bench-adapter") / "bench-v1"))
+    job_file = ctx.tmp("generation") / "job.json"
+    job_file.write_text(json.dumps(job))
+    old = old_tree(ctx.workdir)
+    runs: dict[str, list[dict]] = {e: [] for e in ENGINES}
+    for r in range(rounds):
+        for engine in ENGINES:
+            if engine == "int4 loop" and old is None:
+                continue
+            got = child(engine, job_file, old)
+            if got:
+                runs[engine].append(got)
+                say(f"  round {r + 1} {engine}: decode {got['decode_tps']:.1f} tok/s, first token "
+                    f"{median(got['ttft_s']):.2f} s, answer {median(got['whole_s']):.2f} s, peak RSS "
+                    f"{got['peak_rss_mib']:.0f} MiB (load {got['load1']:.1f})")  # fmt: skip
+    return engine_rows(runs)
 
-    with Timer() as first:
-        _on_worker(generate, 1)  # prefill + one token: the plain time to first token
-    with Timer() as whole:
-        out = _on_worker(generate, limit)
-    new = out[0, inputs["input_ids"].shape[1] :].tolist()
-    while new and new[-1] in stop:  # the stop token ends the answer; it is not part of the text
-        new.pop()
-    return len(new), whole.seconds, first.seconds, new
+
+def engine_rows(runs: dict[str, list[dict]]) -> list[Row]:
+    ours = runs["llama.cpp"]
+    if not ours:
+        return []
+    prompt = median(t for run in ours for t in run["prompt_tokens"])
+    rows = []
+    for base in ("int4 loop", "transformers fp32"):
+        theirs = runs[base]
+        loads = ", ".join(f"{r['load1']:.1f}" for r in ours)
+        note = f"{len(ours)} interleaved rounds, medians; 1-min load after each of ours: {loads}"
+        for metric, key, unit, higher in (
+            ("decode tok/s, 128-token answer", "decode_tps", "tok/s", True),
+            (f"time to first token, {prompt:.0f}-token RAG prompt", "ttft_s", "s", False),
+            ("whole answer, RAG prompt (up to 96 tokens)", "whole_s", "s", False),
+            ("peak RSS of the process", "peak_rss_mib", "MiB", False),
+        ):
+            rows.append(Row(NAME, f"{metric}: llama.cpp vs {base}", _median(ours, key),
+                            _median(theirs, key) if theirs else None, unit, higher, note))  # fmt: skip
+    step1, step4 = (median(r[k] for r in ours) for k in ("decode_step_1_ms", "decode_step_4_ms"))
+    note = f"{step1:.1f} ms per 1-token step, {step4:.1f} ms per 4-token step"
+    rows.append(Row(NAME, "in-process batching: tokens/s of 4-token decode steps vs 1-token", 4000 / step4,
+                    1000 / step1, "tok/s", note=note))  # fmt: skip
+    if "switch_ms" in ours[0]:
+        note = f"first use (convert + load): {ours[0]['adapter_first_use_s']:.2f} s"
+        switch = median(r["switch_ms"] for r in ours)
+        rows.append(
+            Row(NAME, "adapter switch (llama_set_adapters_lora), median", switch, None, "ms", False, note)
+        )
+    return rows
+
+
+def _median(runs: list[dict], key: str) -> float:
+    """The median over rounds of each round's figure (itself a median where a round has several)."""
+    return median(median(r[key]) if isinstance(r[key], list) else r[key] for r in runs)
+
+
+def server_backend(ctx: Context) -> list[Row]:
+    """10 acme questions through `python -m llama_cpp.server`: one at a time, then all 10 at once."""
+    from bench.llm_server import llama_cpp_server, served_model_file
+    from bot.config import load_settings
+    from bot.wiring import Services
+
+    base = ctx.services
+    model = served_model_file(DATA / "models" / "llamacpp")
+    with llama_cpp_server(ctx.tmp("llm-server"), model) as url:
+        services = Services(
+            load_settings(home=base.settings.home, docs_dir=base.settings.docs_dir, llm_url=url)
+        )
+        services.__dict__["embed_model"] = base.embed_model
+        # Questions the bot answers (not refused on retrieval); streams are lazy: nothing is sent yet.
+        asked = [q for q in questions(False) if not services.answerer.stream(q).refused]
+        asked = asked[: 2 if ctx.quick else CONCURRENT]
+        services.answerer.answer(asked[0])  # warm-up
+        with Timer() as one:
+            for q in asked:
+                services.answerer.answer(q)
+        say(f"  server, one at a time: {len(asked)} answers in {one.seconds:.1f} s ({load_note()})")
+        with Timer() as many:
+            workers = [threading.Thread(target=services.answerer.answer, args=(q,)) for q in asked]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+        say(f"  server, {len(asked)} at once: {many.seconds:.1f} s ({load_note()})")
+    note = "llama-cpp-python's server decodes one request at a time (vLLM / llama-server --parallel batch)"
+    metric = f"server backend: answers/minute, {len(asked)} at once vs one at a time"
+    rate = len(asked) * 60
+    return [Row(NAME, metric, rate / many.seconds, rate / one.seconds, "answers/min", note=note)]
+
+
+def serve_rss(ctx: Context) -> list[Row]:
+    """Peak RSS of a real `expertbot serve` (playground) once it has warmed up: embedder, index, LLM."""
+    from bench.llm_server import free_port
+
+    settings = ctx.services.settings
+    env = {**os.environ, "EXPERTBOT_HOME": str(settings.home), "EXPERTBOT_DOCS_DIR": str(settings.docs_dir)}
+    command = [str(Path(sys.executable).parent / "expertbot"), "serve", "--port", str(free_port())]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stdout:  # it names its URL once the warm-up is done
+            if "expertbot playground" in line:
+                break
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    peak = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+    return [Row(NAME, "peak RSS of `expertbot serve`, models loaded", peak, 600, "MiB", False,
+                f"baseline column: the goal; {load_note()}")]  # fmt: skip
 
 
 def run(ctx: Context) -> list[Row]:
-    services = ctx.services
-    answerer, generator = services.answerer, services.generator
-    limit = services.settings.max_new_tokens
-    with Timer() as load:
-        tok = generator.tokenizer  # loads the model (converting the GGUF the very first time)
-    say(f"  model loaded in {load.seconds:.1f} s; max_new_tokens={limit} ({load_note()})")
-    with Timer() as warm:  # warm-up; with quantize=int4 it also builds the 4-bit copy (once per adapter)
-        list(generator.stream([{"role": "user", "content": "Say hello."}], max_new_tokens=8))
-    quantize = generator.cfg.quantize
-    say(f"  quantize={quantize}; first answer (copy build included) {warm.seconds:.1f} s ({load_note()})")
-
-    wanted = QUICK_QUESTIONS if ctx.quick else QUESTIONS
-    recorder = _Recorder(generator)
-    answerer.generator = recorder  # put back below; the answerer keeps no other state about it
-    try:
-        rows = _measure(answerer, recorder, tok, limit, wanted, quantize)
-    finally:
-        answerer.generator = generator
-    rows += _long_answer(generator, tok, 32 if ctx.quick else LONG_TOKENS, quantize)
-    note = "quantize=none: no copy" if quantize == "none" else "deepcopy + merge + int4 pack + 8-token answer"
-    return rows + [
-        Row(NAME, f"first answer after load, quantize={quantize}", warm.seconds, None, "s", False, note)
-    ]
-
-
-def _long_answer(generator, tok, limit: int, quantize: str) -> list[Row]:
-    """Decoding rate on one long answer: ours (Generator.stream) against plain fp32 generate."""
-    messages = [{"role": "user", "content": LONG_PROMPT}]
-    start = time.perf_counter()
-    first, pieces = None, []
-    for piece in generator.stream(messages, max_new_tokens=limit):
-        first = first or time.perf_counter()
-        pieces.append(piece)
-    end = time.perf_counter()
-    n = len(tok("".join(pieces), add_special_tokens=False).input_ids)
-    p_n, p_s, p_first, _ = _plain_generate(generator, messages, limit)
-    ours_first = (first or end) - start
-    ours_rate = (n - 1) / (end - (first or end)) if n > 1 else 0.0
-    plain_rate = (p_n - 1) / (p_s - p_first) if p_n > 1 and p_s > p_first else 0.0
-    say(f"  long answer: ours {n} tokens in {end - start:.2f} s, plain {p_n} in {p_s:.2f} s ({load_note()})")
-    rows = []
-    fast = generator._fast.cached(None)  # (int4 copy, LeanDecoder): the same copy through generate()
-    if fast is not None and fast[1] is not None:
-        g_n, g_s, g_first, _ = _plain_generate(generator, messages, limit, model=fast[0])
-        copy_rate = (g_n - 1) / (g_s - g_first) if g_n > 1 and g_s > g_first else 0.0
-        rows.append(
-            Row(
-                NAME,
-                "decode tokens/s, the int4 copy: lean loop vs generate()",
-                ours_rate,
-                copy_rate,
-                "tok/s",
-                note=f"same int4 weights; generate() {g_n} tokens on a worker thread, torch's thread count",
-            )
-        )
-    return [
-        Row(
-            NAME,
-            f"decode tokens/s, one long answer, quantize={quantize}",
-            ours_rate,
-            plain_rate,
-            "tok/s",
-            note=f"{n} tokens after the first piece; plain fp32: after generate(max_new_tokens=1)'s time",
-        ),
-        Row(
-            NAME,
-            f"time to first token, long-answer prompt, quantize={quantize}",
-            ours_first,
-            p_first,
-            "s",
-            higher_is_better=False,
-            note="ours: first streamed piece; plain fp32: generate(max_new_tokens=1)",
-        ),
-        *rows,
-    ]
-
-
-def _measure(answerer, recorder, tok, limit: int, wanted: int, quantize: str) -> list[Row]:
-    generator = recorder.generator
-    ours_tokens = ours_gen_s = plain_tokens = plain_s = 0.0
-    ttft, ttft_gen, plain_first, same, before = [], [], [], 0, []
-    done = 0
-    for q in questions(False):
-        if done == wanted:
-            break
-        start = time.perf_counter()
-        stream = answerer.stream(q)  # retrieval happens here; generation starts at the first next()
-        retrieved = time.perf_counter()
-        if stream.refused:  # answered "I don't know" without the model: nothing to time
-            continue
-        done += 1
-        first, pieces = None, []
-        for piece in stream:
-            first = first or time.perf_counter()
-            pieces.append(piece)
-        end = time.perf_counter()
-        first = first or end  # an empty answer: no piece ever came
-        text = "".join(pieces)
-        n = len(tok(text, add_special_tokens=False).input_ids)
-        ours_tokens += n
-        ours_gen_s += end - retrieved
-        ttft.append(first - start)
-        before.append(retrieved - start)
-        ttft_gen.append(first - retrieved)
-        p_n, p_s, p_first, p_ids = _plain_generate(generator, recorder.messages, limit)
-        plain_tokens += p_n
-        plain_s += p_s
-        plain_first.append(p_first)
-        same += tok.decode(p_ids, skip_special_tokens=True).strip() == text.strip()
-        say(
-            f"  ours {n} tokens in {end - retrieved:.2f} s "
-            f"(first piece {ttft[-1]:.2f} s after the question), "
-            f"plain {p_n} tokens in {p_s:.2f} s ({load_note()})"
-        )
-    say(f"  identical answers from both sides: {same} of {done}")
-    mid, mid_gen, mid_plain = median(ttft), median(ttft_gen), median(plain_first)
-    note = f"{done} acme questions, greedy, quantize={quantize} vs plain fp32, {ours_tokens:.0f} tokens"
-    rows = [
-        Row(
-            NAME,
-            "ask answers: tokens/s, prefill included",
-            ours_tokens / ours_gen_s,
-            plain_tokens / plain_s,
-            "tok/s",
-            note=note,
-        ),
-        Row(
-            NAME,
-            "time to first token, generation only (median)",
-            mid_gen,
-            mid_plain,
-            "s",
-            higher_is_better=False,
-            note="baseline: generate(max_new_tokens=1)",
-        ),
-        Row(
-            NAME,
-            "time to first token, whole ask (median)",
-            mid,
-            None,
-            "s",
-            higher_is_better=False,
-            note="question in, first word out: retrieval + facts + prompt + prefill",
-        ),
-        Row(
-            NAME,
-            "answerer before the model runs (median)",
-            median(before),
-            None,
-            "s",
-            higher_is_better=False,
-            note="retrieval + fact selection, inside Answerer.stream",
-        ),
-    ]
-    return rows
+    job = {"rag": rag_prompts(ctx.services, 1 if ctx.quick else RAG_PROMPTS), "long": LONG,
+           "limit": ctx.services.settings.max_new_tokens, "long_limit": 32 if ctx.quick else 128}  # fmt: skip
+    return engines(ctx, job) + serve_rss(ctx) + server_backend(ctx)

@@ -10,6 +10,7 @@ import sys
 import click
 
 from .config import ConfigError, Settings, load_settings
+from .links import doc_links
 
 log = logging.getLogger("expertbot")
 
@@ -110,13 +111,17 @@ def index(ctx, docs_dir, full, as_json):
 
 
 def _file_progress():
-    """One stderr line each time the count of finished files moves (logs and pipes read it too)."""
-    last = [-1]
+    """The count of finished files on stderr: one line kept up to date on a terminal, else one line each
+    time it moves (logs and pipes read those)."""
+    last, tty = [-1], sys.stderr.isatty()
 
     def report(done: int, total: int) -> None:
         if done != last[0]:
             last[0] = done
-            click.echo(f"files {done}/{total}", err=True)
+            if tty:
+                click.echo(f"\rfiles {done}/{total}" + ("\n" if done >= total else ""), err=True, nl=False)
+            else:
+                click.echo(f"files {done}/{total}", err=True)
 
     return report
 
@@ -131,7 +136,12 @@ def ask(ctx, question, as_json, no_retrieval, adapter):
     """Answer QUESTION from the indexed docs, with sources."""
     if not question.strip():
         raise click.UsageError("QUESTION is empty")
-    stream = services(ctx).answerer.stream(question, retrieval=not no_retrieval, adapter=adapter)
+    svc = services(ctx)
+    if not no_retrieval and svc.store.current() is None:  # say so before any model is loaded
+        from indexers import NoIndexError
+
+        raise NoIndexError(f"no index in {svc.store.root} yet; run `expertbot index` first")
+    stream = svc.answerer.stream(question, retrieval=not no_retrieval, adapter=adapter)
     if as_json:
         click.echo(json.dumps(stream.result().as_dict(), indent=2))
         return
@@ -139,7 +149,7 @@ def ask(ctx, question, as_json, no_retrieval, adapter):
     click.echo(answer.text)
     if answer.sources:
         click.echo("\nSources:")
-        for n, s in enumerate(answer.sources, 1):
+        for n, s in enumerate(doc_links(svc.settings).link(answer.sources), 1):
             click.echo(f"  [{n}] {s.file} ({s.section}){' ' + s.url if s.url else ''}")
     click.echo(f"\nadapter: {answer.adapter or 'none (base model)'}", err=True)
 
@@ -166,6 +176,31 @@ def evaluate_cmd(ctx, qa_file, out, as_json, no_generate):
     for key, value in report.items():
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         click.echo(f"  {key:<20}{shown:>10}")
+
+
+@main.command()
+@click.option("--since", "days", default=7, show_default=True, type=click.IntRange(min=1), metavar="DAYS")
+@click.option("--json", "as_json", is_flag=True, help="Print the votes and the summary as JSON.")
+@click.pass_context
+def feedback(ctx, days, as_json):
+    """The 👍/👎 votes of the last DAYS, with each answer's question, text, sources and adapter, and the
+    share of 👎 by source and by adapter. Loads no model."""
+    from .feedback import feedback_report, summary_lines, vote_lines
+    from .store import Store
+
+    settings = ctx.obj.get("settings") or load_settings()
+    report = feedback_report(Store.in_home(settings.home, keep_days=settings.feedback_days), days)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    for line in summary_lines(report):
+        click.echo(line)
+    if days > settings.feedback_days:
+        click.echo(f"(answers are kept {settings.feedback_days} days: EXPERTBOT_FEEDBACK_DAYS)")
+    if report["votes"]:
+        click.echo("\nVotes, newest first:")
+    for vote in report["votes"]:
+        click.echo("\n".join(vote_lines(vote)))
 
 
 @main.command()

@@ -50,9 +50,18 @@ class Settings(BaseSettings):
         "auto", pattern="^(auto|cpu|cuda)$", description="auto, cpu or cuda: for the LLM and the embedder"
     )
     load_in_4bit: bool = Field(False, description="load the base model in 4-bit NF4 (bitsandbytes)")
-    quantize: str = Field(
-        "int4", pattern="^(none|int4)$", description="none or int4: answer from a 4-bit weight copy (CPU)"
+    llm_weights: str = Field(
+        "auto",
+        pattern="^(auto|source|q4_0|q8_0|bf16|f16)$",
+        description="GGUF tensor type llama.cpp answers from (a copy made once); auto: f16 if bundled",
     )
+    llm_threads: int | None = Field(
+        None, ge=1, le=256, description="llama.cpp decode threads; unset: 1 under 1B parameters, else all"
+    )
+    llm_url: str | None = Field(None, description="OpenAI-compatible server to answer with; unset: here")
+    llm_api_key: SecretStr | None = Field(None, description="bearer token for EXPERTBOT_LLM_URL")
+    llm_model: str | None = Field(None, description="the base model's name on that server; unset: its first")
+    llm_timeout: float = Field(60.0, gt=0, le=3600, description="seconds to connect, and between two pieces")
     glossary: Path | None = Field(None, description="glossary for retraining; default: glossary.* in docs")
     retrain: dict = Field(
         {},
@@ -71,6 +80,12 @@ class Settings(BaseSettings):
     )
     eval_generate: bool = Field(
         True, description="that eval also generates answers (minutes); false: retrieval figures only"
+    )
+    docs_url: str | None = Field(
+        None, description="base URL where the docs folder is published; sources link to <base>/<path>"
+    )
+    feedback_days: int = Field(
+        90, ge=1, le=3650, description="days an answer's question, text and votes are kept for feedback"
     )
 
     slack_bot_token: SecretStr | None = Field(
@@ -113,7 +128,7 @@ class Settings(BaseSettings):
             load_qa(value)  # a QAFileError (ValueError) names the file and line; checked at start-up
         return value
 
-    @field_validator("chroma_url", "slack_api_url")
+    @field_validator("chroma_url", "slack_api_url", "llm_url", "docs_url")
     @classmethod
     def _check_url(cls, value):
         if value and not value.startswith(("http://", "https://")):
@@ -165,8 +180,17 @@ class Settings(BaseSettings):
             cache_dir=self.home / "models",
             device=self.device,
             load_in_4bit=self.load_in_4bit,
-            quantize=self.quantize,
+            gguf_weights=self.llm_weights,
+            decode_threads=self.llm_threads,
             max_new_tokens=self.max_new_tokens,
+        )
+
+    def server_config(self):
+        from adapters.server import ServerConfig
+
+        key = self.llm_api_key.get_secret_value() if self.llm_api_key else None
+        return ServerConfig(
+            self.llm_url, key, self.llm_model, timeout_s=self.llm_timeout, max_new_tokens=self.max_new_tokens
         )
 
 
@@ -193,7 +217,7 @@ def load_settings(**overrides) -> Settings:
         for err in e.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
             got = err.get("input")
-            secret = any(word in field.lower() for word in ("secret", "token"))
+            secret = any(word in field.lower() for word in ("secret", "token", "key"))
             shown = "" if secret else f" (got {got!r})"
             lines.append(f"{env_name(field)}: {err['msg']}{shown}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None

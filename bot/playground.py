@@ -3,6 +3,9 @@
 It is the real bot: the same Bolt app and listeners, fed requests signed the way Slack signs them, and
 posting through a real WebClient to a local fake of Slack's Web API. The page shows what the bot
 would have posted. Everything listens on 127.0.0.1 only unless --host says otherwise.
+
+`run_playground` loads the models before it names the page's URL, so the first question is answered
+without a cold start; a page opened earlier says it is warming up meanwhile.
 """
 
 from __future__ import annotations
@@ -10,62 +13,95 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlparse
 
 from bot.slack.app import build_app, web_client
 from bot.slack.fakeapi import FakeSlackAPI
 from bot.slack.playground_page import PAGE
-from bot.slack.serve import serve_until_interrupted
 from bot.slack.simulate import SlackSimulator
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
 USER = "UPLAYGROUND"  # the person typing in the page; an admin here, so both commands can be tried
 CHANNEL, DM = "CGENERAL", "DPLAYGROUND"
 COMMANDS = ("/reindex", "/retrain-adapter")
+KINDS = ("mention", "message", "dm")  # @expertbot in #general, #general without a mention, the DM
+SAMPLE_QUESTION = "How long does the Quillmate pairing last for a new starter?"  # examples/acme
 
 
 class Playground:
-    def __init__(self, services):
+    def __init__(self, services, store: Store | None = None, update_interval: float = 1.0):
+        self.services = services
+        self.ready = threading.Event()  # set once the models are loaded (warm_up)
         token = "xoxb-playground-" + secrets.token_hex(8)
         self.fake = FakeSlackAPI(token=token).start()
         self.fake.add_user(USER, "you")
         signing_secret = secrets.token_hex(16)  # only this process knows it: nothing else can post events
         admins = [*services.settings.admins, USER]
         client = web_client(token, self.fake.url)
-        self.app = build_app(services, client=client, signing_secret=signing_secret, admins=admins)
+        self.app = build_app(
+            services,
+            client=client,
+            signing_secret=signing_secret,
+            admins=admins,
+            store=store,
+            update_interval=update_interval,  # how often a streamed answer is edited, as in Slack
+        )
         self.sim = SlackSimulator(signing_secret, fake=self.fake)
         # A command's ack text is what Slack shows only to the person who ran it.
         self.notes: list[dict] = []
 
-    def send(self, kind: str, text: str, thread_ts: str | None = None) -> dict:
-        """kind: 'mention' (in #general), 'dm', or a slash command such as '/reindex'."""
+    def warm_up(self) -> None:
+        """Load what the first question needs (a failure only logs: the question will report it)."""
+        try:
+            self.services.warm_up()
+        finally:
+            self.ready.set()
+
+    def send(self, kind: str, text: str, thread_ts: str | None = None, where: str = "general") -> dict:
+        """kind: 'mention' (in #general), 'message' (in #general, no mention), 'dm', or a slash command
+        such as '/reindex', run in #general or (where='dm') in the DM."""
         if kind == "mention":
             event = self.sim.mention_event(text, user=USER, channel=CHANNEL, thread_ts=thread_ts)
-            req = self.sim.event(event)
-        elif kind == "dm":
-            req = self.sim.event(self.sim.dm_event(text, user=USER, channel=DM, thread_ts=thread_ts))
+        elif kind in ("message", "dm"):
+            channel, channel_type = (DM, "im") if kind == "dm" else (CHANNEL, "channel")
+            event = self.sim.message_event(
+                text, user=USER, channel=channel, channel_type=channel_type, thread_ts=thread_ts
+            )
         elif kind in COMMANDS:
-            req = self.sim.command(kind, text, user=USER, channel=CHANNEL)
+            return self._command(kind, text, DM if where == "dm" else CHANNEL)
         else:
-            raise ValueError(f"kind must be 'mention', 'dm' or one of {', '.join(COMMANDS)}; got {kind!r}")
-        resp = self.app.dispatch(req)
-        if kind in COMMANDS:
-            body = resp.body if isinstance(resp.body, str) else json.dumps(resp.body)
-            ack_text = json.loads(body).get("text", "") if body.startswith("{") else body
-            self.notes.append({"channel": CHANNEL, "command": f"{kind} {text}".strip(), "text": ack_text})
+            raise ValueError(
+                f"unknown {'command' if kind.startswith('/') else 'kind'} {kind!r}: the playground sends "
+                f"{', '.join(KINDS)} or the commands {' and '.join(COMMANDS)}"
+            )
+        return {"status": self.app.dispatch(self.sim.event(event)).status}
+
+    def _command(self, command: str, text: str, channel: str) -> dict:
+        resp = self.app.dispatch(self.sim.command(command, text, user=USER, channel=channel))
+        body = resp.body if isinstance(resp.body, str) else json.dumps(resp.body)
+        ack_text = json.loads(body).get("text", "") if body.startswith("{") else body
+        shown = {"channel": channel, "command": f"{command} {text}".strip(), "text": ack_text}
+        self.notes.append({**shown, "ts": self.fake.new_ts()})
         return {"status": resp.status}
 
-    def click(self, action_id: str, value: str, channel: str, message_ts: str) -> dict:
-        req = self.sim.button(action_id, value, user=USER, channel=channel, message_ts=message_ts)
+    def click(
+        self, action_id: str, value: str, channel: str, message_ts: str, thread_ts: str | None = None
+    ) -> dict:
+        req = self.sim.button(
+            action_id, value, user=USER, channel=channel, message_ts=message_ts, thread_ts=thread_ts
+        )
         return {"status": self.app.dispatch(req).status}
 
     def state(self) -> dict:
         messages, ephemeral = self.fake.snapshot()
         return {
             "channel": CHANNEL, "dm": DM, "user": USER, "bot": self.fake.bot_user_id,
-            "messages": messages, "ephemeral": ephemeral, "notes": self.notes,
+            "ready": self.ready.is_set(), "messages": messages, "ephemeral": ephemeral, "notes": self.notes,
         }  # fmt: skip
 
     def file(self, file_id: str) -> bytes | None:
@@ -108,9 +144,11 @@ def make_server(playground: Playground, host: str = "127.0.0.1", port: int = 300
                 req = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 path = urlparse(self.path).path
                 if path == "/send":
-                    result = playground.send(req["kind"], req.get("text", ""), req.get("thread_ts") or None)
+                    text, thread_ts = req.get("text", ""), req.get("thread_ts") or None
+                    result = playground.send(req["kind"], text, thread_ts, req.get("where") or "general")
                 elif path == "/click":
-                    result = playground.click(req["action_id"], req["value"], req["channel"], req["ts"])
+                    where = (req["channel"], req["ts"], req.get("thread_ts") or None)
+                    result = playground.click(req["action_id"], req["value"], *where)
                 else:
                     self._send(404, b'{"error": "not found"}')
                     return
@@ -123,9 +161,32 @@ def make_server(playground: Playground, host: str = "127.0.0.1", port: int = 300
     return server
 
 
+def try_first(settings) -> str:
+    """What to try first: a question the sample docs answer, else one about the user's own docs."""
+    if Path(settings.docs_dir) == Path(type(settings).model_fields["docs_dir"].default):
+        return f'ask "{SAMPLE_QUESTION}"'
+    return f"ask a question about the docs in {settings.docs_dir}"
+
+
 def run_playground(services, host: str = "127.0.0.1", port: int = 3000) -> None:
+    """Serve the page (bound first, so a taken port fails at once), load the models, then name the URL."""
     playground = Playground(services)
     server = make_server(playground, host, port)
     url = f"http://{host}:{server.server_address[1]}/"
-    print(f"expertbot playground (no Slack tokens set): open {url}  (Ctrl+C stops it)", flush=True)
-    serve_until_interrupted(server, on_close=playground.close)
+    serving = threading.Thread(target=server.serve_forever, daemon=True, name="playground")
+    serving.start()
+    try:
+        print("expertbot: loading the models, so that the first answer comes without a wait…", flush=True)
+        playground.warm_up()
+        print(
+            f"expertbot playground (no Slack tokens set): open {url} and {try_first(services.settings)}"
+            "  (Ctrl+C stops it)",
+            flush=True,
+        )
+        serving.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()
+        playground.close()

@@ -1,8 +1,10 @@
 """The bot's own state: one small SQLite file in the data dir.
 
 Event de-duplication, answer records with their feedback votes, the admin audit log and background jobs.
-Message text never goes in here: answers are recorded by where they were posted and which sources and
-adapter they used, so feedback can be traced back to an adapter without keeping what anyone wrote.
+An answer is recorded by where it was posted and which sources and adapter it used; its question and text
+are kept beside it (table answer_texts) so that an admin can read what a 👎 was about (`expertbot
+feedback`). All of it, votes included, is deleted `keep_days` (EXPERTBOT_FEEDBACK_DAYS) after the answer.
+Nothing else here holds what anyone wrote, and none of it is ever logged.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ CREATE TABLE IF NOT EXISTS answers (
 CREATE TABLE IF NOT EXISTS feedback (
     answer_id TEXT NOT NULL, user TEXT NOT NULL, vote TEXT NOT NULL CHECK (vote IN ('up', 'down')),
     at TEXT NOT NULL, PRIMARY KEY (answer_id, user));
+CREATE TABLE IF NOT EXISTS answer_texts (
+    answer_id TEXT PRIMARY KEY, question TEXT NOT NULL, answer TEXT NOT NULL, created TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS answers_by_thread ON answers (channel, thread_ts);
+CREATE INDEX IF NOT EXISTS answers_by_time ON answers (created);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, user TEXT NOT NULL, command TEXT NOT NULL,
     decision TEXT NOT NULL, job_id TEXT);
@@ -40,6 +46,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS one_running_job_per_kind ON jobs (kind) WHERE 
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def days_ago_iso(days: float) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -75,8 +85,10 @@ class JobConflictError(RuntimeError):
 
 
 class Store:
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, path: Path, *, keep_days: float = 90):
+        if keep_days <= 0:
+            raise ValueError(f"feedback_days must be a positive number of days, got {keep_days}")
+        self.path, self.keep_days = Path(path), keep_days
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # One connection shared by the listener, answer and job threads; the lock serialises them.
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -87,8 +99,8 @@ class Store:
             self._db.executescript(SCHEMA)
 
     @classmethod
-    def in_home(cls, home: Path) -> Store:
-        return cls(Path(home) / STORE_FILENAME)
+    def in_home(cls, home: Path, *, keep_days: float = 90) -> Store:
+        return cls(Path(home) / STORE_FILENAME, keep_days=keep_days)
 
     def close(self) -> None:
         with self._lock:
@@ -109,8 +121,7 @@ class Store:
 
     def forget_events_before(self, days: float = 7.0) -> int:
         # Slack retries for minutes, not days: old keys only make the table grow.
-        cutoff = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return self._exec("DELETE FROM seen_events WHERE seen_at < ?", (cutoff,)).rowcount
+        return self._exec("DELETE FROM seen_events WHERE seen_at < ?", (days_ago_iso(days),)).rowcount
 
     # -- answers and feedback --------------------------------------------------------------------------
     def record_answer(
@@ -124,21 +135,36 @@ class Store:
         adapter: str | None,
         sources: list[dict],
         refused: bool,
+        question: str | None = None,
+        text: str | None = None,
     ) -> None:
+        """The answer's record; with question and text, those too (read back by `feedback`)."""
+        listed, at = json.dumps(sources), now_iso()
         self._exec(
             "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                answer_id,
-                channel,
-                message_ts,
-                thread_ts,
-                asked_by,
-                adapter,
-                json.dumps(sources),
-                int(refused),
-                now_iso(),
-            ),
+            (answer_id, channel, message_ts, thread_ts, asked_by, adapter, listed, int(refused), at),
         )
+        if question is not None or text is not None:
+            self._exec(
+                "INSERT OR REPLACE INTO answer_texts VALUES (?, ?, ?, ?)",
+                (answer_id, question or "", text or "", at),
+            )
+        self.forget_old_answers()  # a bot that never restarts still keeps no more than keep_days
+
+    def forget_old_answers(self) -> int:
+        """Delete answers, their texts and votes older than keep_days; returns how many answers went."""
+        cutoff = days_ago_iso(self.keep_days)
+        with self._lock:
+            self._db.execute("DELETE FROM answer_texts WHERE created < ?", (cutoff,))
+            self._db.execute("DELETE FROM feedback WHERE at < ?", (cutoff,))
+            old = "SELECT id FROM answers WHERE created < ?"
+            self._db.execute(f"DELETE FROM feedback WHERE answer_id IN ({old})", (cutoff,))
+            return self._db.execute("DELETE FROM answers WHERE created < ?", (cutoff,)).rowcount
+
+    def answered_in(self, channel: str, thread_ts: str) -> bool:
+        """Whether the bot has answered in this thread (so a reply there is a follow-up to it)."""
+        sql = "SELECT 1 FROM answers WHERE channel = ? AND thread_ts = ? LIMIT 1"
+        return bool(self._all(sql, (channel, thread_ts)))
 
     def answer(self, answer_id: str) -> dict | None:
         rows = self._all("SELECT * FROM answers WHERE id = ?", (answer_id,))
@@ -160,6 +186,24 @@ class Store:
         return [
             dict(r) for r in self._all("SELECT * FROM feedback WHERE answer_id = ? ORDER BY at", (answer_id,))
         ]
+
+    def feedback(self, since_days: float) -> list[dict]:
+        """Votes of the last `since_days`, newest first, each with its answer's record and texts (None
+        where the answer is no longer kept)."""
+        rows = self._all(
+            "SELECT f.answer_id, f.user, f.vote, f.at, a.channel, a.adapter, a.sources, a.refused,"
+            " a.created AS answered, t.question, t.answer FROM feedback f"
+            " LEFT JOIN answers a ON a.id = f.answer_id LEFT JOIN answer_texts t ON t.answer_id = f.answer_id"
+            " WHERE f.at >= ? ORDER BY f.at DESC",
+            (days_ago_iso(since_days),),
+        )
+        votes = []
+        for row in rows:
+            vote = dict(row)
+            vote["sources"] = json.loads(vote["sources"]) if vote["sources"] else []
+            vote["refused"] = None if vote["refused"] is None else bool(vote["refused"])
+            votes.append(vote)
+        return votes
 
     # -- audit -----------------------------------------------------------------------------------------
     def audit(self, user: str, command: str, decision: str, job_id: str | None = None) -> None:

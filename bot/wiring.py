@@ -76,14 +76,18 @@ class Services:
         settings.home.mkdir(parents=True, exist_ok=True)
 
     def warm_up(self) -> None:
-        """Load what the first question needs (embedder, index, LLM, the current adapter's fast copy), so
+        """Load what the first question needs (embedder, index, LLM, the current adapter's LoRA), so
         that its asker does not wait for it. A failure only logs: the question itself will report it."""
         from indexers import StoreError
 
         try:
             self.embed_model.get_query_embedding("warm-up")
             hello = [{"role": "user", "content": "Hello"}]
-            self.generator.generate(hello, adapter=self.resolve_adapter(), max_new_tokens=1)
+            adapter = self.resolve_adapter()
+            for line in getattr(self.generator, "startup_warnings", lambda _: [])(adapter):
+                log.warning("%s", line)  # e.g. a server that cannot load a promoted adapter
+            self.generator.generate(hello, adapter=adapter, max_new_tokens=1)
+            log.info("answers come from %s", self.generator.describe())
             try:
                 self.answerer.retriever.reopen()  # last: with no index yet, the models are still warm
             except StoreError:
@@ -93,9 +97,11 @@ class Services:
                 settle_heap()
             log.info("models loaded: ready for questions")
         except Exception as err:  # noqa: BLE001 - warming up is best effort by design
-            log.warning(
-                "warm-up did not finish (%s); the first question loads what it needs", type(err).__name__
-            )
+            from adapters.server import LLMServerError
+
+            # A server's error names its URL and what went wrong (never a key): worth saying at start-up.
+            why = str(err) if isinstance(err, LLMServerError) else type(err).__name__
+            log.warning("warm-up did not finish (%s); the first question loads what it needs", why)
 
     @_built_once
     def embed_model(self):
@@ -136,15 +142,40 @@ class Services:
 
     @_built_once
     def generator(self):
+        """Where answers come from: a server (EXPERTBOT_LLM_URL), else llama.cpp in-process for a GGUF base
+        model (the bundled one included), else transformers (safetensors models such as Phi-3)."""
+        s = self.settings
+        if s.llm_url:
+            from adapters.server import ServerGenerator
+
+            return ServerGenerator(s.server_config())
+        cfg = s.base_model_config()
+        gguf = self._base_gguf()
+        if gguf is not None:
+            from adapters.llamacpp import LlamaCppGenerator
+
+            return LlamaCppGenerator(cfg, gguf)
         from adapters.generate import Generator
 
-        return Generator(self.settings.base_model_config())
+        return Generator(cfg)
+
+    def _base_gguf(self) -> Path | None:
+        from adapters.base import gguf_source
+
+        found = gguf_source(self.settings.base_model_config())
+        return found[0] / found[1] if found else None
 
     @_built_once
     def registry(self):
         from adapters.registry import AdapterRegistry
 
-        return AdapterRegistry(self.settings.home / "adapters")
+        gguf = self._base_gguf()
+        if gguf is None:  # a safetensors base: vLLM, TGI and transformers read the peft folder itself
+            return AdapterRegistry(self.settings.home / "adapters")
+        from adapters.gguf_lora import exporter_for
+
+        # Each new version also gets the GGUF LoRA file llama.cpp (and llama-server --lora) loads.
+        return AdapterRegistry(self.settings.home / "adapters", export=exporter_for(gguf))
 
     @_built_once
     def answerer(self):

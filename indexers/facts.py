@@ -23,7 +23,7 @@ _UNDERSCORE_BOLD = re.compile(r"(?<!\w)__([^_\n]*\s[^_\n]*)__(?!\w)")  # __bold 
 class Fact:
     text: str  # what the model and the reader see: the sentence, led by its term where it lacks it
     hit: int  # index of the hit it came from
-    similarity: float
+    score: float  # how well it answers the question (best_facts): cosine plus its bonuses
     term: str = ""  # the entry (option, setting, glossary term, API name) or heading it belongs to
 
 
@@ -233,4 +233,4 @@ def best_facts(question: str, hits, embed_model, n: int = 5, skip_first_line: bo
         score = cosine + LEXICAL_WEIGHT * overlap + CHUNK_WEIGHT * chunk
         score += _answer_type_bonus(question, text, term, opens)
         scored.append(Fact(text, hit, score, term))
-    return sorted(scored, key=lambda f: f.similarity, reverse=True)[:n]
+    return sorted(scored, key=lambda f: f.score, reverse=True)[:n]

@@ -9,6 +9,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.jobs import JobRunner
+from bot.links import DocLinks, doc_links
 from bot.slack.answering import AnswerFlow
 from bot.slack.context import CONTEXT_KEY, BotContext
 from bot.slack.jobreport import report_interrupted
@@ -26,9 +27,10 @@ def secret(value) -> str | None:
 
 
 def quiet_logger(name: str) -> logging.Logger:
-    """slack_sdk and Bolt log request bodies (message text) at DEBUG: cap their loggers at INFO."""
+    """slack_sdk and Bolt log request bodies (message text) at DEBUG: cap their loggers at INFO, also
+    when logging is turned up to DEBUG later (the level is the logger's own, not inherited)."""
     logger = logging.getLogger(name)
-    if logger.getEffectiveLevel() < logging.INFO:
+    if logger.level < logging.INFO:  # NOTSET (0) would inherit the root's level
         logger.setLevel(logging.INFO)
     return logger
 
@@ -51,11 +53,13 @@ def build_app(
     max_concurrent_answers: int | None = None,
     answer_queue_size: int | None = None,
     update_interval: float = 1.0,
+    links: DocLinks | None = None,
 ) -> App:
     """A Bolt App answering mentions and DMs and running /reindex and /retrain-adapter.
 
     Everything not given comes from `services.settings`: the bot token and SLACK_API_URL (for the
-    WebClient), the signing secret, the admins, the answer limits, and the store under the data dir.
+    WebClient), the signing secret, the admins, the answer limits, the store under the data dir (keeping
+    answers for EXPERTBOT_FEEDBACK_DAYS) and the citation links (EXPERTBOT_DOCS_URL).
     At start-up, jobs a previous run left running are marked interrupted and reported in their channel.
     """
     settings = services.settings
@@ -66,7 +70,7 @@ def build_app(
         client = web_client(token, settings.slack_api_url)
     if signing_secret is None:
         signing_secret = secret(settings.slack_signing_secret) or ""
-    store = store or Store.in_home(settings.home)
+    store = store or Store.in_home(settings.home, keep_days=settings.feedback_days)
     jobs = JobRunner(store)
     answers = AnswerFlow(
         services,
@@ -74,6 +78,7 @@ def build_app(
         max_concurrent=max_concurrent_answers or settings.max_concurrent_answers,
         queue_size=settings.answer_queue_size if answer_queue_size is None else answer_queue_size,
         update_interval=update_interval,
+        links=links or doc_links(settings),
     )
     bot = BotContext(
         services=services,
@@ -112,15 +117,12 @@ def build_app(
 
     register_listeners(app)
     store.forget_events_before(days=7)
+    store.forget_old_answers()
     report_interrupted(client, jobs.recover_interrupted())
     return app
 
 
 def _first_delivery(store: Store, body: dict) -> bool:
-    keys = [f"event:{body.get('event_id')}"]
-    event = body.get("event") or {}
-    # A DM that mentions the bot can arrive as both app_mention and message.im: answer it once.
-    if event.get("type") in ("app_mention", "message") and not event.get("subtype") and event.get("ts"):
-        keys.append(f"message:{event.get('channel')}:{event['ts']}")
-    fresh = [store.claim_event(k) for k in keys]
-    return all(fresh)
+    # One message may also come as two events (app_mention and message.*): AnswerFlow.handle answers it
+    # once. Not here, since the first of them to arrive may be one the bot does not answer.
+    return store.claim_event(f"event:{body.get('event_id')}")

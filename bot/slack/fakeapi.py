@@ -194,6 +194,8 @@ class FakeSlackAPI:
     def api_chat_postEphemeral(self, p: dict) -> dict:
         msg = {"channel": p.get("channel"), "user": p.get("user"), "text": p.get("text", ""),
                "blocks": _json(p.get("blocks")) or [], "ts": self.new_ts()}  # fmt: skip
+        if p.get("thread_ts"):  # shown in that thread, as Slack does
+            msg["thread_ts"] = p["thread_ts"]
         with self._cond:
             self.ephemeral.append(msg)
         return {"ok": True, "message_ts": msg["ts"]}

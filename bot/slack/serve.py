@@ -131,7 +131,7 @@ def serve_until_interrupted(server, on_close=None) -> None:
 
 
 def _warm_up_in_background(services) -> None:
-    # Loading the models takes seconds (more with an adapter's fast copy to build): do it while the bot
+    # Loading the models takes seconds (more with an adapter's LoRA to convert): do it while the bot
     # starts listening, not in the first asker's time. Services builds each part once, under a lock.
     threading.Thread(target=services.warm_up, name="expertbot-warm-up", daemon=True).start()
 
@@ -143,8 +143,7 @@ def serve(services, http: bool = False, host: str = "127.0.0.1", port: int = 300
     if mode == "playground":
         from bot.playground import run_playground
 
-        _warm_up_in_background(services)
-        run_playground(services, host=host, port=port)
+        run_playground(services, host=host, port=port)  # it warms up before it names its URL
         return
     token, signing_secret, app_token = check_credentials(settings, mode)
     client = verified_client(token, settings.slack_api_url)

@@ -90,10 +90,17 @@ class SlackSimulator:
         return event
 
     def dm_event(self, text: str, *, user: str, channel: str, thread_ts: str | None = None) -> dict:
+        return self.message_event(text, user=user, channel=channel, channel_type="im", thread_ts=thread_ts)
+
+    def message_event(
+        self, text: str, *, user: str, channel: str, channel_type: str, thread_ts: str | None = None
+    ) -> dict:
+        """A person's message as the message.* event Slack sends for it: channel_type 'im' (a DM), 'mpim'
+        (a group DM), 'channel' (a public channel) or 'group' (a private one)."""
         ts = self._ts_for(channel, text, user, thread_ts)
         event = {
             "type": "message",
-            "channel_type": "im",
+            "channel_type": channel_type,
             "user": user,
             "text": text,
             "ts": ts,
@@ -131,6 +138,7 @@ class SlackSimulator:
         user: str,
         channel: str,
         message_ts: str,
+        thread_ts: str | None = None,
         block_id: str = "expertbot_feedback",
         **signing,
     ) -> BoltRequest:
@@ -153,6 +161,8 @@ class SlackSimulator:
                 }
             ],
         }
+        if thread_ts:  # a message in a thread says so, and the bot answers in threads
+            payload["message"]["thread_ts"] = thread_ts
         body = urlencode({"payload": json.dumps(payload)})
         return BoltRequest(body=body, headers=self.headers(body, content_type=FORM, **signing))
 

@@ -8,6 +8,7 @@ safetensors conversion, well under a second) or `copy.deepcopy(tiny_phi3[0])`.
 from __future__ import annotations
 
 import copy
+import threading
 
 import pytest
 
@@ -44,3 +45,43 @@ def tiny_phi3(smollm):
     tokenizer.chat_template = None  # a phi3 tokenizer without a template gets the official one
     ensure_chat_template(model, tokenizer)
     return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def bundled_gguf_file():
+    from adapters.base import bundled_gguf
+
+    folder, name = bundled_gguf()
+    return folder / name
+
+
+@pytest.fixture(scope="session")
+def llama_gen(smollm_model_config, bundled_gguf_file):
+    """The llama.cpp engine on the bundled model, as the bot runs it (its weights copy lives in the run's
+    model cache). Shared: do not close it."""
+    from adapters.llamacpp import LlamaCppGenerator
+
+    return LlamaCppGenerator(smollm_model_config, bundled_gguf_file)
+
+
+@pytest.fixture
+def check_answer_keeps_its_adapter():
+    """check(gen, ref, messages): an answer streaming on ref keeps it while a base-model request waits for
+    the one model (the engines that hold one model: transformers, llama.cpp)."""
+    return _check_answer_keeps_its_adapter
+
+
+def _check_answer_keeps_its_adapter(gen, ref, messages) -> None:
+    solo_adapter = gen.generate(messages, adapter=ref, max_new_tokens=10)
+    solo_base = gen.generate(messages, max_new_tokens=10)
+    assert solo_adapter != solo_base
+    stream = gen.stream(messages, adapter=ref, max_new_tokens=10)
+    pieces = [next(stream)]  # generation on the adapter has started and holds the lock
+    other = []
+    switcher = threading.Thread(target=lambda: other.append(gen.generate(messages, max_new_tokens=10)))
+    switcher.start()
+    switcher.join(timeout=1.0)  # give the base-model request every chance to cut in
+    pieces += list(stream)
+    switcher.join()
+    assert "".join(pieces) == solo_adapter
+    assert other == [solo_base]

@@ -1,11 +1,10 @@
-"""Generation on the real bundled SmolLM2: chat template, streaming, token limit, adapters, perplexity."""
+"""transformers generation on the real bundled SmolLM2: template, streaming, limit, adapters, perplexity."""
 
 from __future__ import annotations
 
 import math
 import pickle
 import threading
-from dataclasses import replace
 
 import pytest
 import torch
@@ -21,10 +20,9 @@ LONG_ANSWER = [{"role": "user", "content": "Write a long story about a lighthous
 
 @pytest.fixture(scope="module")
 def gen(smollm, smollm_model_config):
-    """Generation on the float model itself (quantize="none"): these tests compare with it token for token.
-    The int4 copy has its own tests in test_quantize.py."""
+    """transformers generation on the float model (the safetensors path, and what training evaluates)."""
     model, tokenizer = smollm
-    return Generator(replace(smollm_model_config, quantize="none"), model, tokenizer)
+    return Generator(smollm_model_config, model, tokenizer)
 
 
 def test_render_uses_smollm2_chat_template(gen):
@@ -194,19 +192,6 @@ def test_adapter_changes_logits_and_disabling_restores_the_base(lora_gen):
     assert not (ref.path.parent / "unpickled").exists()
 
 
-def test_an_answer_finishes_on_the_adapter_it_started_with(lora_gen):
+def test_an_answer_finishes_on_the_adapter_it_started_with(lora_gen, check_answer_keeps_its_adapter):
     gen, ref = lora_gen
-    solo_adapter = gen.generate(LONG_ANSWER, adapter=ref, max_new_tokens=10)
-    solo_base = gen.generate(LONG_ANSWER, max_new_tokens=10)
-    assert solo_adapter != solo_base
-
-    stream = gen.stream(LONG_ANSWER, adapter=ref, max_new_tokens=10)
-    pieces = [next(stream)]  # generation on the adapter has started and holds the lock
-    other = []
-    switcher = threading.Thread(target=lambda: other.append(gen.generate(LONG_ANSWER, max_new_tokens=10)))
-    switcher.start()
-    switcher.join(timeout=1.0)  # give the base-model request every chance to cut in
-    pieces += list(stream)
-    switcher.join()
-    assert "".join(pieces) == solo_adapter
-    assert other == [solo_base]
+    check_answer_keeps_its_adapter(gen, ref, LONG_ANSWER)

@@ -18,8 +18,7 @@ TEXT = "At Acme a fleet is a Kubernetes cluster and a skipper is its on-call eng
 
 
 def _cfg() -> ModelConfig:
-    # The float model itself: these tests hook its lm_head, which an int4 copy would not run.
-    return ModelConfig(device="cpu", max_new_tokens=8, quantize="none")
+    return ModelConfig(device="cpu", max_new_tokens=8)
 
 
 def test_lora_wraps_exactly_the_phi3_projections(tiny_phi3):

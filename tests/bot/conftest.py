@@ -8,6 +8,7 @@ short (max_new_tokens) because the CPU model makes ~27 tokens a second.
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,17 @@ def make_app(slack_services, fake_slack, store_path):
 
     # Stores are left open: a job or answer still finishing in the background may write to them.
     return make
+
+
+@pytest.fixture
+def playground(slack_services, store_path):
+    """The playground (its page, fake Slack and Bolt app) served on a free port: (Playground, base URL)."""
+    from bot.playground import Playground, make_server
+
+    pg = Playground(slack_services, store=Store(store_path), update_interval=0)  # every piece streamed
+    server = make_server(pg, port=0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield pg, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    pg.close()

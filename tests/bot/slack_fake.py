@@ -12,7 +12,7 @@ import json
 
 from slack_sdk import WebClient
 
-from bot.slack.answering import APOLOGY
+from bot.slack.answering import APOLOGY, NO_INDEX
 from bot.slack.app import web_client
 from bot.slack.fakeapi import Call, FakeSlackAPI
 
@@ -39,13 +39,13 @@ def placeholder_for(fake: FakeSlackAPI, event: dict, already: int = 0, timeout: 
 
 
 def final_update(fake: FakeSlackAPI, channel: str, ts: str, timeout: float = 120) -> Call:
-    """The chat.update that turned the placeholder into the final answer (blocks) or the apology."""
+    """The chat.update that turned the placeholder into the final answer (blocks) or a note instead."""
 
     def where(p: dict) -> bool:
         return (
             p.get("channel") == channel
             and p.get("ts") == ts
-            and (p.get("blocks") or p.get("text") == APOLOGY)
+            and (p.get("blocks") or p.get("text") in (APOLOGY, NO_INDEX))
         )
 
     return fake.wait_for("chat.update", where, timeout=timeout)[-1]

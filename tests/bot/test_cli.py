@@ -82,6 +82,12 @@ def test_user_errors_are_clean_messages(tmp_path):
     assert "EXPERTBOT_TOP_K: Input should be a valid integer" in bad.output and "Traceback" not in bad.output
     no_index = run(["ask", "hi"], env={"EXPERTBOT_HOME": str(tmp_path)})
     assert no_index.exit_code == 1 and "run `expertbot index` first" in no_index.output
+    from bot.config import load_settings
+    from bot.wiring import Services
+
+    svc = Services(load_settings(home=tmp_path))
+    assert "run `expertbot index` first" in run(["ask", "hi"], obj={"services": svc}).output
+    assert not {"embed_model", "generator", "answerer"} & set(svc.__dict__)  # said before loading a model
     no_docs = run(["index", "--docs", str(tmp_path / "nope")], env={"EXPERTBOT_HOME": str(tmp_path)})
     assert no_docs.exit_code == 1 and "does not exist" in no_docs.output
 

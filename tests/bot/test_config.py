@@ -39,3 +39,17 @@ def test_a_named_config_file_must_exist(tmp_path, monkeypatch):
     monkeypatch.setenv("EXPERTBOT_CONFIG", str(tmp_path / "missing.toml"))
     with pytest.raises(ConfigError, match="EXPERTBOT_CONFIG names .*missing.toml, which is not a file"):
         load_settings()
+
+
+def test_llm_server_settings_are_checked_and_the_key_is_never_echoed(monkeypatch):
+    for name, value in (("EXPERTBOT_LLM_URL", "gpu-box:8000"), ("EXPERTBOT_LLM_WEIGHTS", "int4")):
+        monkeypatch.setenv(name, value)
+    expected = r"(?s)EXPERTBOT_LLM_WEIGHTS: String should.*EXPERTBOT_LLM_URL: .*URL \(got 'gpu-box:8000'\)"
+    with pytest.raises(ConfigError, match=expected):
+        load_settings()
+    monkeypatch.delenv("EXPERTBOT_LLM_WEIGHTS")
+    monkeypatch.setenv("EXPERTBOT_LLM_URL", "http://gpu-box:8000/v1")
+    monkeypatch.setenv("EXPERTBOT_LLM_API_KEY", "sk-4471")
+    server = load_settings().server_config()
+    assert (server.api, server.api_key, server.model) == ("http://gpu-box:8000/v1", "sk-4471", None)
+    assert "sk-4471" not in repr(load_settings()) + repr(server)

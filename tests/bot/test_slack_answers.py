@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from bot.slack.answering import APOLOGY, BUSY, PLACEHOLDER
+from bot.links import DocLinks
+from bot.slack.answering import APOLOGY, BUSY, NO_INDEX, PLACEHOLDER
 from bot.store import Store
 
-from .slack_fake import PERSON, ask, blocks_of, final_update, placeholder_for, sources_text
+from .slack_fake import PERSON, ask, blocks_of, final_update, in_thread_of, placeholder_for, sources_text
 
 QUESTION = "How long does the Quillmate pairing last?"
 
@@ -62,6 +63,59 @@ def test_a_follow_up_in_a_thread_uses_the_thread_as_context(make_app, sim, fake_
     assert replies and len(replies[-1].response["messages"]) >= 3  # question, answer, follow-up
     # With the thread's question as context it is answered from the onboarding handbook.
     assert "handbook/onboarding.md" in sources_text(final)
+
+
+def test_a_follow_up_without_a_mention_is_answered_only_in_threads_the_bot_answered_in(
+    make_app, sim, fake_slack
+):
+    app = make_app()
+    first, _, _ = ask(app, sim, fake_slack, QUESTION, channel="CFOLLOW")
+
+    def message(text, thread_ts=None, channel="CFOLLOW"):
+        event = sim.message_event(
+            text, user=PERSON, channel=channel, channel_type="channel", thread_ts=thread_ts
+        )
+        assert app.dispatch(sim.event(event)).status == 200
+        return event
+
+    message("What if it doesn't work out?", thread_ts=first["ts"])  # message.channels, no mention
+    (placeholder,) = fake_slack.wait_for("chat.postMessage", in_thread_of(first), count=2)[1:]
+    final = final_update(fake_slack, "CFOLLOW", placeholder.response["ts"])
+    assert "handbook/onboarding.md" in sources_text(final)  # answered with the thread as context
+
+    other_thread = fake_slack.add_message("CFOLLOW", "lunch?", user="UOTHER")
+    ignored = [
+        message("What are the support tiers?"),  # top level, no mention: not for the bot
+        message("What are the support tiers?", thread_ts=other_thread),  # a thread it never answered in
+        message("<@UOTHER> what do you think?", thread_ts=first["ts"]),  # addressed to someone else
+    ]
+    # A reply that mentions the bot comes twice (message.channels and app_mention): answered once.
+    twice = sim.mention_event("And the support tiers?", user=PERSON, channel="CFOLLOW", thread_ts=first["ts"])
+    as_message = {**twice, "type": "message", "channel_type": "channel"}
+    assert app.dispatch(sim.event(as_message)).status == 200
+    assert app.dispatch(sim.event(twice)).status == 200
+    ask(
+        app, sim, fake_slack, "What are the support tiers?", channel="CLATER"
+    )  # all events before it are done
+    assert len(fake_slack.calls("chat.postMessage", in_thread_of(first))) == 3  # two follow-ups answered
+    assert not any(fake_slack.calls("chat.postMessage", in_thread_of(e)) for e in ignored[:2])
+
+
+def test_a_group_dm_is_answered_like_a_dm(make_app, sim, fake_slack):
+    app = make_app()
+    event = sim.message_event(
+        "What are the support tiers?", user=PERSON, channel="GGROUPDM", channel_type="mpim"
+    )
+    assert app.dispatch(sim.event(event)).status == 200
+    placeholder = placeholder_for(fake_slack, event)
+    assert placeholder.params["thread_ts"] == event["ts"]
+    assert blocks_of(final_update(fake_slack, "GGROUPDM", placeholder.response["ts"]), "section")
+
+
+def test_sources_link_into_the_published_docs(make_app, sim, fake_slack, slack_docs):
+    app = make_app(links=DocLinks("https://docs.acme.example/", slack_docs))
+    _, _, final = ask(app, sim, fake_slack, QUESTION, channel="CLINKS")
+    assert "<https://docs.acme.example/handbook/onboarding.md#your-quillmate|" in sources_text(final)
 
 
 def test_i_dont_know_is_said_plainly_without_sources(make_app, sim, fake_slack):
@@ -120,9 +174,10 @@ def test_a_failure_gets_a_short_apology_and_keeps_the_question_out_of_the_logs(
     from bot.config import load_settings
     from bot.wiring import Services
 
-    # A data dir that was never indexed: retrieval fails inside the real Answerer.
-    broken = Services(load_settings(home=tmp_path / "empty-home", docs_dir=tmp_path / "none"))
+    # A data dir whose index pointer is damaged: retrieval fails inside the real Answerer.
+    broken = Services(load_settings(home=tmp_path / "broken-home", docs_dir=tmp_path / "none"))
     broken.__dict__["embed_model"] = embed_model
+    (broken.store.root / "CURRENT").write_text("{not json")
     app = make_app(services=broken)
     secret_question = "What is the secret codename XYZZY-4471?"
     with caplog.at_level(logging.DEBUG):
@@ -130,6 +185,16 @@ def test_a_failure_gets_a_short_apology_and_keeps_the_question_out_of_the_logs(
     assert final.params["text"] == APOLOGY
     assert "answering event" in caplog.text  # the details went to the log...
     assert "XYZZY" not in caplog.text and "xoxb-" not in caplog.text  # ...without the question or the token
+
+
+def test_before_any_index_the_asker_is_told_to_run_reindex(make_app, sim, fake_slack, tmp_path, embed_model):
+    from bot.config import load_settings
+    from bot.wiring import Services
+
+    fresh = Services(load_settings(home=tmp_path / "empty-home", docs_dir=tmp_path / "none"))
+    fresh.__dict__["embed_model"] = embed_model
+    _, _, final = ask(make_app(services=fresh), sim, fake_slack, QUESTION, channel="CNOINDEX")
+    assert final.params["text"] == NO_INDEX and "/reindex" in NO_INDEX
 
 
 def test_a_feedback_click_is_stored_with_who_which_answer_and_which_vote(

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 
-import pytest
-
-from bot.playground import CHANNEL, DM, Playground, make_server
-
-
-@pytest.fixture
-def playground(slack_services):
-    pg = Playground(slack_services)
-    server = make_server(pg, port=0)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield pg, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    pg.close()
+from bot.playground import CHANNEL, DM
 
 
 def call(url, payload=None):
@@ -60,4 +46,7 @@ def test_the_playground_answers_mentions_and_dms_and_runs_commands(playground):
     assert notes[0].startswith("*/reindex*") and "Adapter in use" in notes[1]
     bot_posts = [m for m in state["messages"] if m["user"] == state["bot"]]
     assert {m["channel"] for m in bot_posts} == {CHANNEL, DM} and all(m.get("thread_ts") for m in bot_posts)
-    assert call(url + "/send", {"kind": "/deploy", "text": ""})[0] == 400
+    status, body = call(url + "/send", {"kind": "/deploy", "text": ""})
+    assert status == 400 and "/reindex and /retrain-adapter" in json.loads(body)["error"]
+    assert call(url + "/send", {"kind": "/reindex", "text": "help", "where": "dm"})[0] == 200  # in the DM
+    assert json.loads(call(url + "/state")[1])["notes"][-1]["channel"] == DM

@@ -28,20 +28,50 @@ def test_votes_are_per_person_per_answer_and_can_change(tmp_path):
         store.record_vote("a1", "U1", "meh")
 
 
-def test_answers_and_audit_keep_no_message_text(tmp_path):
-    store = Store(tmp_path / "bot.sqlite3")
-    store.record_answer(
-        "a1",
-        channel="C1",
-        message_ts="1.2",
-        thread_ts="1.1",
-        asked_by="U1",
-        adapter="terms-v2",
-        sources=[{"file": "a.md", "section": "Intro"}],
-        refused=False,
+def record(store, answer_id, **kw):
+    fields = dict(channel="C1", message_ts="1.2", thread_ts="1.1", asked_by="U1", adapter="terms-v2")
+    fields.update(sources=[{"file": "a.md", "section": "Intro"}], refused=False)
+    store.record_answer(answer_id, **{**fields, **kw})
+
+
+def test_an_answer_keeps_its_question_and_text_for_keep_days_then_all_of_it_goes(tmp_path):
+    path = tmp_path / "bot.sqlite3"
+    store = Store(path, keep_days=90)
+    record(store, "old", question="What is the XYZZY code?", text="It is 42.")
+    store.record_vote("old", "U2", "down")
+    record(store, "new", question="Who approves refunds?", text="The support lead.")
+    store.record_vote("new", "U2", "up")
+    assert store.answered_in("C1", "1.1") and not store.answered_in("C1", "9.9")
+    (vote, *_) = [v for v in store.feedback(since_days=7) if v["answer_id"] == "old"]
+    assert (vote["question"], vote["answer"], vote["adapter"], vote["vote"]) == (
+        "What is the XYZZY code?",
+        "It is 42.",
+        "terms-v2",
+        "down",
     )
+    assert vote["sources"] == [{"file": "a.md", "section": "Intro"}]
+
+    db = sqlite3.connect(path)  # 100 days pass for the first answer and its vote
+    with db:
+        db.execute("UPDATE answers SET created = '2000-01-01T00:00:00.000000Z' WHERE id = 'old'")
+        db.execute("UPDATE answer_texts SET created = '2000-01-01T00:00:00.000000Z' WHERE answer_id = 'old'")
+    assert store.forget_old_answers() == 1
+    assert store.answer("old") is None and [v["answer_id"] for v in store.votes()] == ["new"]
+    texts = [row[0] for row in db.execute("SELECT question || answer FROM answer_texts")]
+    assert texts == ["Who approves refunds?The support lead."]
+    columns = {  # what people wrote lives in answer_texts only, which forgets it
+        row[1]
+        for table in ("answers", "audit", "feedback", "jobs")
+        for row in db.execute(f"PRAGMA table_info({table})")
+    }
+    assert not columns & {"text", "question", "message", "answer", "answer_text"}
+    with pytest.raises(ValueError, match="feedback_days must be a positive"):
+        Store(path, keep_days=0)
+
+
+def test_the_audit_log_keeps_who_ran_what(tmp_path):
+    store = Store(tmp_path / "bot.sqlite3")
     store.audit("U1", "/reindex", "started", "reindex-abc123")
-    assert store.answer("a1")["sources"] == [{"file": "a.md", "section": "Intro"}]
     (entry,) = store.audit_log()
     assert (entry.user, entry.command, entry.decision, entry.job_id) == (
         "U1",
@@ -49,13 +79,6 @@ def test_answers_and_audit_keep_no_message_text(tmp_path):
         "started",
         "reindex-abc123",
     )
-    db = sqlite3.connect(tmp_path / "bot.sqlite3")
-    columns = {
-        row[1]
-        for table in ("answers", "audit", "feedback", "jobs")
-        for row in db.execute(f"PRAGMA table_info({table})")
-    }
-    assert not columns & {"text", "question", "message", "answer_text"}
 
 
 def test_only_one_job_of_a_kind_runs_at_a_time(tmp_path):

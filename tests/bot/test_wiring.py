@@ -12,7 +12,7 @@ from bot.wiring import Services
 
 def test_warm_up_loads_the_models_and_races_build_nothing_twice(fresh_home, embed_model, caplog):
     # An empty home: no index yet, so the warm-up gets as far as the models, then says why it stopped.
-    services = Services(load_settings(home=fresh_home, docs_dir=fresh_home / "docs", quantize="none"))
+    services = Services(load_settings(home=fresh_home, docs_dir=fresh_home / "docs"))
     services.__dict__["embed_model"] = embed_model
     got, start = [], threading.Barrier(4)
 
@@ -29,7 +29,8 @@ def test_warm_up_loads_the_models_and_races_build_nothing_twice(fresh_home, embe
     for t in askers:
         t.join()
     assert len({id(g) for g in got}) == 1 and got[0] is services.generator
-    assert services.generator._model is not None  # loaded by the warm-up, not by the first question
+    assert services.generator._engine is not None  # llama.cpp loaded by the warm-up, not the first question
+    assert "answers come from llama.cpp in-process" in caplog.text
     assert "models loaded; no index yet" in caplog.text and "did not finish" not in caplog.text
 
 

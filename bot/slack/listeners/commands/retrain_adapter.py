@@ -5,6 +5,7 @@ from slack_bolt import Ack
 from slack_sdk import WebClient
 
 from bot.evaluate import qa_eval_for_job
+from bot.feedback import feedback_report
 from bot.slack.context import CONTEXT_KEY
 from bot.slack.format import duration, escape
 from bot.slack.jobreport import eval_lines
@@ -18,7 +19,7 @@ USAGE = (
     "*/retrain-adapter* trains a new terminology adapter on the glossary. It is promoted only if it passes "
     "the gate; answers keep using the current adapter until then.\n"
     "• `/retrain-adapter`: start retraining (admins only)\n"
-    "• `/retrain-adapter status`: the latest retraining job and the adapter in use\n"
+    "• `/retrain-adapter status`: the latest retraining job, the adapter in use and the last week's 👍/👎\n"
     "• `/retrain-adapter rollback`: go back to the previous adapter (admins only)\n"
     "• `/retrain-adapter help`: this help"
 )
@@ -38,7 +39,8 @@ def retrain_adapter_callback(ack: Ack, command: dict, context, client: WebClient
         return
     services = bot.services
     if sub == "status":
-        status(bot, ack, command, "retrain", name, extra=f"Adapter in use: {current_adapter(services)}.")
+        extra = f"Adapter in use: {current_adapter(services)}.\n{feedback_line(bot.store)}"
+        status(bot, ack, command, "retrain", name, extra=extra)
         return
     if sub == "rollback":
         rollback(bot, ack, command, name)
@@ -81,6 +83,23 @@ def current_adapter(services) -> str:
         log.exception("could not read the adapter registry")
         return "unknown (see the bot's logs)"
     return f"`{escape(info.name)}`" if info else "none (base model)"
+
+
+def feedback_line(store, days: int = 7) -> str:
+    """'Feedback, last 7 days: 12 votes, 3 👎 (25%); most 👎: `a.md` 2 of 4; by adapter: ...'."""
+    s = feedback_report(store, days)["summary"]
+    if not s["votes"]:
+        return f"Feedback, last {days} days: no votes yet."
+
+    def shares(rows, key) -> str:
+        return ", ".join(f"`{escape(r[key])}` {r['down']} of {r['votes']}" for r in rows)
+
+    parts = [f"Feedback, last {days} days: {s['votes']} votes, {s['down']} 👎 ({s['down_share']:.0%})"]
+    worst = [r for r in s["by_source"] if r["down"]][:3]
+    if worst:
+        parts.append("most 👎: " + shares(worst, "source"))
+    parts.append("👎 by adapter: " + shares(s["by_adapter"], "adapter"))
+    return "; ".join(parts) + ". Details: `expertbot feedback`."
 
 
 def rollback(bot, ack: Ack, command: dict, name: str) -> None:
