@@ -85,8 +85,7 @@ def one_thread():
     """This OS thread's torch ops on one OpenMP thread for the block. One question is ~15 tokens: split
     over two threads it gains nothing, and under OMP_WAIT_POLICY=PASSIVE (the bot's default) every split
     wakes a sleeping thread, which made the slow tail of the retrieval latency (BENCHMARKS.md). libgomp's
-    setting is per calling thread, unlike torch.set_num_threads. (adapters.decode has the same helper:
-    the two libraries do not import each other.)"""
+    setting is per calling thread, unlike torch.set_num_threads."""
     import torch
 
     gomp = _libgomp()
