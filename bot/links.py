@@ -2,7 +2,8 @@
 
 EXPERTBOT_DOCS_URL is the base URL where the docs folder is published (a git web view, an intranet share,
 a wiki export): `handbook/onboarding.md` § "Quillmate pairing" becomes
-`<base>/handbook/onboarding.md#quillmate-pairing`, and a PDF section "Perks (page 2)" gets `#page=2`.
+`<base>/handbook/onboarding.md#quillmate-pairing`, a PDF section "Perks (page 2)" gets `#page=2`, and an
+HTML section the id of its heading or definition-list term.
 A file's own URL wins over the base: an HTML page's `<link rel="canonical">` (the indexer keeps it in
 Source.url), or `url:` / `canonical_url:` in a Markdown file's front matter. With neither, a source is a
 name only: never a file:// link into the server's disk.
@@ -20,6 +21,7 @@ from urllib.parse import quote, urlparse
 from indexers.html import TERM_SEPARATOR  # "term — heading": a definition-list entry's section
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
+HTML_SUFFIXES = (".html", ".htm")
 FRONT_MATTER_KEYS = ("canonical_url", "url")
 
 _PAGE = re.compile(r"\(page (\d+)\)$")
@@ -55,6 +57,21 @@ def markdown_anchors(text: str) -> dict[str, str]:
     return anchors
 
 
+def html_anchors(text: str) -> dict[str, str]:
+    """Heading or definition-list term text -> its id (or a named anchor inside it), as the indexer
+    reads that text (indexers.html: whitespace collapsed, no pilcrow)."""
+    from bs4 import BeautifulSoup
+
+    anchors: dict[str, str] = {}
+    for tag in BeautifulSoup(text, "html.parser").find_all(re.compile(r"^(h[1-6]|dt)$")):
+        named = tag if tag.get("id") else tag.find(attrs={"id": True}) or tag.find("a", attrs={"name": True})
+        anchor = named and (named.get("id") or named.get("name"))
+        heading = re.sub(r"\s+", " ", tag.get_text(" ")).replace("\u00b6", "").strip()
+        if anchor and heading:
+            anchors.setdefault(heading, anchor)
+    return anchors
+
+
 def front_matter_url(text: str) -> str | None:
     """`canonical_url:` or `url:` from a YAML front matter block at the top of a Markdown file."""
     if not text.startswith("---"):
@@ -80,7 +97,8 @@ def _is_web_url(url: str) -> bool:
 
 
 class DocLinks:
-    """Source -> URL (or None). Markdown files are read once per change (their headings, front matter)."""
+    """Source -> URL (or None). Markdown and HTML files are read once per change (their headings' anchors,
+    a Markdown file's front matter)."""
 
     def __init__(self, base_url: str | None, docs_dir: Path | str):
         if base_url and not _is_web_url(base_url):
@@ -94,7 +112,7 @@ class DocLinks:
         if getattr(source, "url", None):  # e.g. an HTML page's canonical link
             return source.url
         file, section = source.file, getattr(source, "section", "") or ""
-        anchors, own = self._markdown(file)
+        anchors, own = self._read(file)
         anchor = self._anchor(file, section, anchors)
         if own:
             return own if "#" in own or not anchor else f"{own}#{anchor}"
@@ -110,11 +128,15 @@ class DocLinks:
         if file.lower().endswith(".pdf"):
             page = _PAGE.search(section)
             return f"page={page.group(1)}" if page else None
-        # A definition-list entry is "term — heading": the heading is what has an anchor.
-        return anchors.get(section) or anchors.get(section.rpartition(TERM_SEPARATOR)[2])
+        # A definition-list entry is "term — heading": an HTML term may have an anchor of its own, else
+        # the heading has one.
+        term, _, heading = section.partition(TERM_SEPARATOR)
+        own = anchors.get(term.strip()) if file.lower().endswith(HTML_SUFFIXES) else None
+        return anchors.get(section) or own or anchors.get(heading.strip())
 
-    def _markdown(self, file: str) -> tuple[dict[str, str], str | None]:
-        if not file.lower().endswith(MARKDOWN_SUFFIXES):
+    def _read(self, file: str) -> tuple[dict[str, str], str | None]:
+        html = file.lower().endswith(HTML_SUFFIXES)
+        if not html and not file.lower().endswith(MARKDOWN_SUFFIXES):
             return {}, None
         path = self.docs_dir / file
         try:
@@ -126,7 +148,11 @@ class DocLinks:
             text = path.read_text(encoding="utf-8-sig", errors="replace")
         except OSError:  # removed since it was indexed: the name is still worth a base URL link
             return {}, None
-        found = (mtime, markdown_anchors(text), front_matter_url(text))
+        found = (
+            (mtime, html_anchors(text), None)
+            if html
+            else (mtime, markdown_anchors(text), front_matter_url(text))
+        )
         with self._lock:
             self._cache[file] = found
         return found[1], found[2]

@@ -67,6 +67,24 @@ def test_sources_link_to_the_base_url_at_their_page_or_heading(docs):
     assert links.url(canonical) == "https://intranet.acme.example/faq"
 
 
+def test_html_sources_link_to_their_heading_or_terms_anchor(docs):
+    """Through the real loader: the section names it gives a page resolve to that page's own ids."""
+    from indexers.loading import load_file
+
+    (docs / "httpd.html").write_text(
+        '<html><body><h1 id="top">httpd - the server</h1><h2 id="options">Options <a class="permalink" '
+        'href="#options">\u00b6</a></h2><dl><dt><a name="opt-k" id="opt-k">-k</a></dt><dd>Keep alive.</dd>'
+        '<dt>-n</dt><dd>No anchor of its own.</dd></dl><p>More.</p></body></html>'
+    )
+    links = DocLinks(BASE, docs)
+    sections = [h for h, _ in load_file(docs / "httpd.html", "httpd.html").sections]
+    urls = {h: links.url(Source("httpd.html", h, 0.9)) for h in sections}
+    page = f"{BASE}/httpd.html"
+    assert urls["-k — httpd - the server"] == f"{page}#opt-k"  # the term's own anchor
+    assert urls["-n — httpd - the server"] == f"{page}#top"  # else the page heading's
+    assert urls["Options"] == f"{page}#options"
+
+
 def test_with_no_base_url_sources_stay_names_unless_the_file_has_a_url(docs):
     links = DocLinks(None, docs)
     assert links.url(Source("eng/release guide.md", "Setup", 0.9)) is None
