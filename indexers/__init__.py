@@ -1,26 +1,35 @@
 """Loading, chunking, embedding, storing, retrieving and citing company documents.
 
 A library: it never reads the environment and never imports `bot` or `adapters`.
-Heavy imports happen inside functions, so importing this package is cheap.
+Names are imported on first use (PEP 562), so importing this package, or a light module of it such as
+indexers.facts, does not pull in LlamaIndex (~2 s): `expertbot --help` and a question asked before any
+index answer at once.
 """
 
-from .build import IndexBuildError, Indexer, IndexReport
-from .config import BUNDLED_EMBED_MODEL, SUPPORTED_SUFFIXES, IndexConfig
-from .embedding import load_embed_model
-from .retrieve import Hit, NoIndexError, Retriever
-from .store import GenerationStore, StoreError
+from __future__ import annotations
 
-__all__ = [
-    "BUNDLED_EMBED_MODEL",
-    "SUPPORTED_SUFFIXES",
-    "GenerationStore",
-    "Hit",
-    "IndexBuildError",
-    "IndexConfig",
-    "IndexReport",
-    "Indexer",
-    "NoIndexError",
-    "Retriever",
-    "StoreError",
-    "load_embed_model",
-]
+import importlib
+
+_WHERE = {
+    "IndexBuildError": "build",
+    "Indexer": "build",
+    "IndexReport": "build",
+    "BUNDLED_EMBED_MODEL": "config",
+    "SUPPORTED_SUFFIXES": "config",
+    "IndexConfig": "config",
+    "load_embed_model": "embedding",
+    "Hit": "retrieve",
+    "NoIndexError": "retrieve",
+    "Retriever": "retrieve",
+    "GenerationStore": "store",
+    "StoreError": "store",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'indexers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
