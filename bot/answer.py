@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from indexers.facts import offers_what_is_asked
+
 IDK = "I don't know."
 _IDK_PATTERN = re.compile(r"^\W*(i\s+(do\s+not|don'?t|dont)\s+know|i'?m not sure|i cannot find)", re.I)
 MAX_HISTORY_MESSAGES = 6
@@ -253,8 +255,6 @@ def ground(text: str, facts: list[str], question: str = "") -> tuple[str, list[i
     best fact itself is the answer, quoted, so no invented figure and no restated question is ever the
     final answer (Slack shows the raw draft while it streams, then replaces it with this). A draft that
     says "I don't know" stays one, standing on nothing."""
-    from indexers.facts import offers_what_is_asked  # here: the indexers package imports LlamaIndex
-
     text = _PREAMBLE.sub("", text).strip().strip('"').strip()
     if not text or is_idk(text):
         return (text or IDK), []

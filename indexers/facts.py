@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .html import TERM_SEPARATOR  # a definition-list entry's section is headed "term — page topic"
+
 # Not after an initial ("Eric A. Young") or a common abbreviation.
 _SENTENCE_END = re.compile(
     r"(?<=[.!?])(?<!\b[A-Z]\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bvs\.)\s+(?=[A-Z0-9\"'(*£$€])"
@@ -84,7 +86,6 @@ def termed_sentences(text: str) -> list[tuple[str, str | None]]:
 
 _API_NAME = re.compile(r"([\w-]*[._][\w.-]*)(\(.*\))?(, .*)?")
 MAX_PREFIX_CHARS = 100
-TERM_SEPARATOR = " — "  # indexers.html heads a definition-list entry "term — page topic"
 # "**Term**: text", "Term — text" or "`--flag`: text" leading a paragraph or list item: an entry of an
 # inline glossary or option list (Markdown, reStructuredText, DOCX, PDF text all come out this way).
 _INLINE_TERM = re.compile(

@@ -13,6 +13,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from .config import SUPPORTED_SUFFIXES
+from .html import TERM_SEPARATOR
 
 # Bump when parsing changes, so that an incremental build re-reads every document.
 LOADER_VERSION = 8  # 8: definition-list entries head sections, table cells named by their header
@@ -121,8 +122,6 @@ def _definition_entries(text: str, indented: bool) -> str:
     term line followed by ": definition"; reStructuredText's (indented=True) a term line followed by an
     indented block (not after "::", which starts a literal block), which also covers its option lists
     ("-a, --all" over an indented description). After the list, the heading it sat under resumes."""
-    from .html import TERM_SEPARATOR
-
     lines, out = text.splitlines(), []
     heading, in_entry, in_fence = "", False, False
     for i, line in enumerate(lines):
