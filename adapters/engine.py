@@ -52,6 +52,12 @@ class PromptEngine:
         """The whole answer at once; same arguments as stream()."""
         return "".join(self.stream(messages, **kw))
 
+    def count_tokens(self, messages: list[dict]) -> int:
+        """The prompt's length for messages in this engine's own chat template and tokenizer: what a
+        caller's token budget is measured with (a subclass has prompt_ids(prompt) and context_tokens,
+        the most tokens a prompt and its answer may take together)."""
+        return len(self.prompt_ids(self.render(messages)))
+
 
 def check_messages(messages) -> list[dict]:
     if not isinstance(messages, list) or not messages:

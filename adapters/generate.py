@@ -134,6 +134,16 @@ class Generator(PromptEngine):
         check_messages(messages)
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The prompt's tokens, as _stream encodes them."""
+        return self.tokenizer(prompt, add_special_tokens=False).input_ids
+
+    @property
+    def context_tokens(self) -> int:
+        """The most positions the model attends to (its tokenizer may say fewer)."""
+        positions = getattr(self.model.config, "max_position_embeddings", None) or 4096
+        return min(positions, self.tokenizer.model_max_length or positions)
+
     def describe(self) -> str:
         where = f"on {self._model.device}" if self._model is not None else "(not loaded yet)"
         return f"transformers, {self.cfg.base_model} {where}"

@@ -207,6 +207,14 @@ class LlamaCppGenerator(PromptEngine):
         """The prompt for messages in the model's own chat template, ending where the answer starts."""
         return self.engine.formatter(messages=check_messages(messages)).prompt
 
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The prompt's tokens, as _stream evaluates them (tokenizing reads the vocabulary only: no lock)."""
+        return self.engine.tokenize(prompt)
+
+    @property
+    def context_tokens(self) -> int:
+        return self.cfg.context_tokens  # the context's n_ctx: prompt and answer together
+
     def _lora_handle(self, ref: AdapterRef | None):
         """ref's llama.cpp adapter, loaded (and converted) once by name. Caller holds the lock."""
         if ref is None:

@@ -16,11 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from adapters.budget import compare_s, eval_questions, minutes, sample_questions
 from adapters.config import ModelConfig
 from adapters.dataset import build_dataset
 from adapters.gate import GateConfig, GateVerdict, decide
 from adapters.registry import AdapterInfo, AdapterRegistry
-from adapters.train import TrainConfig, TrainProgress, check_qlora_supported, train_lora, use_qlora
+from adapters.train import (
+    TrainConfig,
+    TrainingCancelled,
+    TrainProgress,
+    check_qlora_supported,
+    train_lora,
+    use_qlora,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +100,7 @@ def retrain(
     work_dir: Path | None = None,
     promote: bool = True,
     rag_eval: Callable | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RetrainResult:
     """Train a new adapter version and promote it if it passes the gate.
 
@@ -102,18 +111,33 @@ def retrain(
     -> {"accuracy", "correct", "total"}: the caller's answers with retrieval, with that adapter (an
     AdapterRef, or None for the base) on its QA file or, without one, on these held-out glossary
     questions; the gate refuses an adapter that makes them worse (adapters.gate).
+    train_cfg.time_budget_s (unless max_steps is set) is what the whole call should take: the training
+    gets what is left of it once the time to evaluate is counted, and the evaluation a sample of the
+    held-out questions where all would not fit (adapters/budget.py). should_stop()
+    is asked at every stage and training step; True raises TrainingCancelled before anything is registered,
+    so the current adapter stays as it is.
     """
     from adapters.base import base_model_fingerprint, load_base_model, resolve_device
     from adapters.evaluate import compare
 
     started = time.monotonic()
+    budget = train_cfg.time_budget_s if train_cfg.max_steps is None else None
+    end = [started + budget if budget else None]  # when the whole call should be done, as estimated now
     if contexts is not None:
         contexts = functools.cache(contexts)  # the dataset may be built twice; retrieve once per term
 
+    def check() -> None:
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled("retraining was cancelled; nothing was registered or promoted")
+
+    def left() -> float | None:
+        return None if end[0] is None else max(end[0] - time.monotonic(), 0.0)
+
     def report(stage: str, message: str, **kw) -> None:
+        check()
         log.info("%s: %s", stage, message)
         if progress:
-            progress(TrainProgress(stage, message=message, **kw))
+            progress(TrainProgress(stage, message=message, eta_total_s=left(), **kw))
 
     report("dataset", "building the dataset")
     dataset_args = dict(
@@ -148,24 +172,74 @@ def retrain(
         ds = build_dataset(**dataset_args, general=general)
         info = ds.summary()
 
-    work_dir = Path(work_dir) if work_dir else registry.root / ".work" / train_cfg.name
-    outcome = train_lora(train_cfg, model, tokenizer, ds, work_dir, progress, qlora=qlora)
-
     current = registry.current()
-    if current is not None and current.base_fingerprint != fingerprint:
+    same_base = current is not None and current.base_fingerprint == fingerprint
+    if current is not None and not same_base:
         # Its figures were measured on another model and it cannot run on this one: the base is the bar.
         log.warning(
             "current adapter %s was trained on another base model; comparing with the base", current.name
         )
+    models = 3 if same_base else 2
+    questions, per_question = ds.questions, None
+    if budget:  # answering every held-out question can take longer than the training: a sample
+        report("plan", "timing the evaluation on a batch of the held-out questions")
+        per_question = _time_answers(model, tokenizer, ds.questions, train_cfg)
+        n = eval_questions(
+            budget - (time.monotonic() - started),
+            per_question,
+            models=models,
+            rag=rag_eval is not None,
+            total=len(questions),
+        )
+        questions = sample_questions(ds.questions, n, train_cfg.seed)
+        if n < len(ds.questions):
+            report("plan", f"evaluating on {n} of the {len(ds.questions)} held-out questions (time budget)")
+    rag_before, rag_s = None, 0.0
+    if rag_eval is not None:  # the reference does not depend on the new adapter: scored (and timed) now
+        report("evaluate", "scoring answers with retrieval with the adapter in use now")
+        timed = time.monotonic()
+        rag_before = rag_eval(current.ref() if same_base else None, questions)
+        rag_s = time.monotonic() - timed
+    # After training: compare's answers, the new adapter's answers with retrieval, registering.
+    after = compare_s(per_question, len(questions), models) + rag_s + 20.0
+
+    def train_progress(p: TrainProgress) -> None:
+        if budget and p.eta_s is not None:  # training's ETA, then the evaluation after it
+            end[0] = time.monotonic() + p.eta_s + after
+            p.eta_total_s = left()
+        if p.stage == "plan" and p.eta_total_s is not None:
+            p.message += f"; the whole retrain ends in about {minutes(p.eta_total_s)}"
+        check()
+        if progress:
+            progress(p)
+
+    work_dir = Path(work_dir) if work_dir else registry.root / ".work" / train_cfg.name
+    train_budget = None
+    if budget:
+        # What is left once loading and the evaluation are counted; never under a tenth of the budget,
+        # so that a slow evaluation cannot take all of the training's time.
+        train_budget = max(budget - (time.monotonic() - started) - after, budget / 10)
+    outcome = train_lora(
+        train_cfg,
+        model,
+        tokenizer,
+        ds,
+        work_dir,
+        train_progress,
+        qlora=qlora,
+        time_budget_s=train_budget,
+        should_stop=should_stop,
+    )
+    if budget:
+        end[0] = time.monotonic() + after
 
     def eval_progress(which: str, n: int, total: int) -> None:
         report("evaluate", f"evaluating {which} ({n}/{total})", step=n, total_steps=total)
 
-    same_base = current is not None and current.base_fingerprint == fingerprint
     results = compare(
         outcome.model,
         tokenizer,
-        ds.questions,
+        questions,
         current=current.ref() if same_base else None,
         progress=eval_progress,
         max_new_tokens=train_cfg.eval_max_new_tokens,
@@ -179,20 +253,21 @@ def retrain(
     else:
         reference, ref_name = metrics["base"], f"the base model (current {current.name} is for another base)"
     rag = None
-    if rag_eval is not None:
+    if rag_eval is not None and rag_before is not None:
         from adapters.generate import AdapterRef
 
-        report("evaluate", "scoring answers with retrieval, with and without the new adapter")
+        report("evaluate", "scoring answers with retrieval with the new adapter")
         candidate = AdapterRef(f"{train_cfg.name}-candidate", outcome.adapter_dir)
-        before = rag_eval(current.ref() if same_base else None, ds.questions)
-        after = rag_eval(candidate, ds.questions) if before is not None else None
-        rag = {"reference": before, "adapter": after} if after is not None else None
+        rag = {"reference": rag_before, "adapter": rag_eval(candidate, questions)}
+        if rag["adapter"] is None:  # the index went away since the reference was scored
+            rag = None
+    if rag_eval is not None:
         metrics["rag"] = rag or {"skipped": "no index to answer from yet"}
     verdict = decide(metrics["adapter"], reference, ref_name, gate, rag=rag)
     if rag_eval is not None and rag is None:
         verdict.reasons.append("answers with retrieval not compared: there is no index yet")
 
-    report("register", "registering the new version")
+    report("register", "registering the new version")  # the last point where a cancel stops it
     meta = {
         "base_model": model_cfg.base_model,
         "base_fingerprint": fingerprint,
@@ -229,3 +304,21 @@ def retrain(
     )
     report("done", "; ".join(result.summary_lines()[-len(verdict.reasons) - 1 :]))
     return result
+
+
+def _time_answers(model, tokenizer, questions, cfg: TrainConfig) -> float:
+    """Seconds per held-out answer of this model, timed on one batch of them as compare() answers them
+    (the same batch size and token limit; each row stops once its key phrase is in)."""
+    from adapters.evaluate import answer_questions, question_phrases
+
+    batch = list(questions[: cfg.eval_batch_size])
+    started = time.monotonic()
+    answer_questions(
+        model,
+        tokenizer,
+        batch,
+        question_phrases(batch),
+        max_new_tokens=cfg.eval_max_new_tokens,
+        batch_size=cfg.eval_batch_size,
+    )
+    return (time.monotonic() - started) / max(len(batch), 1)

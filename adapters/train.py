@@ -23,7 +23,7 @@ from adapters.dataset import TerminologyDataset, collate, encode
 from adapters.targets import lora_target_modules
 from adapters.train_config import SCHEDULERS, TrainConfig, TrainProgress
 
-__all__ = ["SCHEDULERS", "TrainConfig", "TrainOutcome", "TrainProgress", "train_lora"]
+__all__ = ["SCHEDULERS", "TrainConfig", "TrainOutcome", "TrainProgress", "TrainingCancelled", "train_lora"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 TRAINER_STATE = "trainer_state.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class TrainingCancelled(Exception):  # noqa: N818 - a request to stop, not a fault
+    """should_stop() said stop. Nothing was registered; complete checkpoints stay for a resume."""
 
 
 @dataclass
@@ -46,6 +50,7 @@ class TrainOutcome:
     log_history: list[dict]
     loss_plot: Path | None
     qlora: bool
+    plan: dict | None = None  # budget.StepPlan.as_dict() where a time budget sized the steps
 
     def summary(self) -> dict:
         return {
@@ -55,6 +60,7 @@ class TrainOutcome:
             "best_eval_loss": self.best_eval_loss,
             "resumed_from": self.resumed_from,
             "qlora": self.qlora,
+            "plan": self.plan,
         }
 
 
@@ -135,6 +141,20 @@ def last_complete_checkpoint(output_dir: Path, remove_incomplete: bool = True) -
     return best
 
 
+def _stop_callback(should_stop: Callable[[], bool]):
+    """Asks should_stop() at every step and every evaluation batch, the places a training run loops."""
+    from transformers import TrainerCallback
+
+    class Stop(TrainerCallback):
+        def _check(self, *_args, **_kw):
+            if should_stop():
+                raise TrainingCancelled("training was cancelled; nothing was registered or promoted")
+
+        on_step_begin = on_step_end = on_prediction_step = _check
+
+    return Stop()
+
+
 def _progress_callback(progress: Callable[[TrainProgress], None] | None):
     from transformers import TrainerCallback
 
@@ -184,16 +204,22 @@ def train_lora(
     *,
     qlora: bool = False,
     resume: bool = True,
+    time_budget_s: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainOutcome:
     """Wrap `model` with LoRA, train on the dataset, and save the best adapter to work_dir/adapter.
 
     `model` must already be loaded 4-bit when qlora is True (see retrain()). Checkpoints live in
     work_dir/checkpoints; a run with the same dataset and settings resumes from the newest complete one.
+    time_budget_s: unless cfg.max_steps is set, train only as many steps as fit in it, sized from a step
+    time measured first (adapters/budget.py); the plan is reported as a "plan" stage. should_stop() is
+    asked every step; True raises TrainingCancelled.
     """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments
 
     from adapters.anchor import anchored_trainer_class, encode_anchors
+    from adapters.budget import budget_callback, plan_steps
     from adapters.texts import ANCHOR_TEXTS
 
     work_dir = Path(work_dir)
@@ -266,14 +292,29 @@ def train_lora(
         train_dataset=train,
         eval_dataset=val,
         data_collator=partial(collate, pad_token_id=pad_id),
-        callbacks=[EarlyStoppingCallback(cfg.early_stopping_patience), _progress_callback(progress)],
+        callbacks=[
+            EarlyStoppingCallback(cfg.early_stopping_patience),
+            _progress_callback(progress),
+            *([_stop_callback(should_stop)] if should_stop else []),
+        ],
     )
     # With tqdm off, Trainer prints every log dict to stdout; our progress callback reports instead.
     trainer.remove_callback(PrinterCallback)
     if checkpoint:
         log.info("resuming training from %s", checkpoint)
-    start = time.monotonic()
     start_step = int(_CHECKPOINT.match(checkpoint.name)[1]) if checkpoint else 0
+    plan = None
+    if time_budget_s is not None and cfg.max_steps is None:
+        plan = plan_steps(trainer, cfg, train, val, pad_id, args.bf16, start_step, time_budget_s)
+        trainer.args.max_steps = plan.steps  # read when training starts: the LR schedule fits it too
+        trainer.add_callback(budget_callback(plan.budget_s, plan.eval_s))
+        if progress:
+            progress(
+                TrainProgress("plan", start_step, plan.steps, eta_s=plan.seconds, message=plan.describe())
+            )
+    if should_stop and should_stop():
+        raise TrainingCancelled("training was cancelled before it started")
+    start = time.monotonic()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.monotonic() - start
     state = trainer.state
@@ -306,4 +347,5 @@ def train_lora(
         log_history=list(state.log_history),
         loss_plot=plot,
         qlora=qlora,
+        plan=plan.as_dict() if plan else None,
     )

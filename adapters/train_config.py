@@ -11,16 +11,24 @@ from dataclasses import asdict, dataclass, field
 from adapters.targets import lora_target_modules
 
 SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
+MIN_BUDGET_S = 60
 
 
 @dataclass
 class TrainConfig:
-    """How to build the dataset and train one adapter. Defaults fit ~50 terms in minutes on 2 CPU cores."""
+    """How to build the dataset and train one adapter. By default a whole retrain is sized to take about
+    15 minutes on the machine it runs on (time_budget_s)."""
 
     name: str = field(default="terms", metadata={"help": "adapter family; versions are <name>-v<N>"})
     epochs: int = 3
     max_steps: int | None = field(
-        default=None, metadata={"help": "cap on optimizer steps (overrides epochs)"}
+        default=None, metadata={"help": "cap on optimizer steps (overrides epochs and time_budget_s)"}
+    )
+    # The bundled sample's 3 epochs are 177 steps, ~3 hours on a busy 2-core machine. The budget cuts
+    # them to what fits, from a step time measured at the start (adapters/budget.py).
+    time_budget_s: int | None = field(
+        default=900,
+        metadata={"help": "seconds a whole retrain should take; sizes the steps; None = epochs decide"},
     )
     # Measured on 8 acme terms, 24 steps: 2e-3 answered 16/16 held-out paraphrases, 1e-3 only 8/16.
     # The damage that a high rate does to general text is held back by the anchor below.
@@ -84,6 +92,13 @@ class TrainConfig:
         for key in ("max_steps", "eval_steps"):
             if getattr(self, key) is not None:
                 _positive_int(key, getattr(self, key), " or None")
+        if self.time_budget_s is not None:
+            _positive_int("time_budget_s", self.time_budget_s, " of seconds (e.g. 900) or None")
+            if self.time_budget_s < MIN_BUDGET_S:
+                raise ValueError(
+                    f"time_budget_s must be at least {MIN_BUDGET_S} seconds (loading the model and "
+                    f"evaluating take that much), got {self.time_budget_s}; None lets epochs decide"
+                )
         for key, closed in (("learning_rate", False), ("lora_dropout", True), ("general_fraction", True)):
             value = getattr(self, key)
             if (
@@ -147,11 +162,12 @@ def _positive_int(key: str, value, extra: str = "") -> None:
 class TrainProgress:
     """What a progress callback receives: enough for a Slack message or a CLI line."""
 
-    stage: str  # dataset | load | train | evaluate | register | done
+    stage: str  # dataset | load | plan | train | evaluate | register | done
     step: int = 0
     total_steps: int = 0
     loss: float | None = None
     eval_loss: float | None = None
     epoch: float | None = None
-    eta_s: float | None = None
+    eta_s: float | None = None  # of this stage (training: its remaining steps)
     message: str = ""
+    eta_total_s: float | None = None  # of the whole retrain, where retrain() can tell

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 # Module per benchmark, in running order: cheap ones first, so a --quick smoke fails fast.
-BENCHMARKS = ("embed", "index", "retrieval", "generation", "train")
+BENCHMARKS = ("embed", "index", "retrieval", "generation", "train", "slack-load")
 ALIASES = {"ask": ("retrieval", "generation")}
 
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"\n== {name} ({load_note()})")
             started = time.perf_counter()
             try:
-                got = importlib.import_module(f"bench.{name}").run(ctx)
+                got = importlib.import_module(f"bench.{name.replace('-', '_')}").run(ctx)  # slack-load
             except Exception:
                 traceback.print_exc()
                 failed.append(name)

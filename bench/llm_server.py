@@ -31,11 +31,13 @@ def free_port() -> int:
 
 def served_model_file(cache_dir: Path) -> Path:
     from adapters.base import bundled_gguf
-    from adapters.llamacpp_model import system_info, weights_file
+    from adapters.llamacpp_model import weights_file
 
+    # The F16 copy the bot answers from: on the bundled Q4_1 file llama.cpp rounds activations to 8 bits
+    # and the 135M model garbles plain answers (BENCHMARKS.md, issue 12); F16 also keeps AMX CPUs off
+    # llama.cpp's AMX matmul, which crashed, and which its server cannot be told to avoid.
     folder, name = bundled_gguf()
-    source = folder / name
-    return weights_file(source, "f16", cache_dir) if "AMX_INT8 = 1" in system_info() else source
+    return weights_file(folder / name, "f16", cache_dir)
 
 
 @contextlib.contextmanager

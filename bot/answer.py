@@ -6,10 +6,12 @@ and labelled as data, so instructions hidden inside a document are less likely t
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from bot.budget import TOO_LONG, TOO_LONG_FOR_MODEL, PromptTooLong, fit_prompt, too_long
 from indexers.facts import offers_what_is_asked
 
 IDK = "I don't know."
@@ -74,8 +76,10 @@ class AnswerStream:
         facts: list | None = None,
         hits=None,
         question: str = "",
+        messages: list[dict] | None = None,
     ):
         self.sources = sources
+        self.messages = messages or []  # what the model was sent, after the token budget
         self.facts = facts or []  # indexers.facts.Fact, best first: what the model was shown
         self._hits = hits or []
         self._question = question
@@ -89,9 +93,16 @@ class AnswerStream:
             yield from list(self._parts)
             return
         pieces, self._pieces = self._pieces, iter(())
-        for piece in pieces:
-            self._parts.append(piece)
-            yield piece
+        try:
+            for piece in pieces:
+                self._parts.append(piece)
+                yield piece
+        finally:
+            # Closing this iterator early (a consumer that gave up: a time limit, a shutdown) closes the
+            # engine's stream, which stops generating at its next token and frees the model.
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
 
     def result(self) -> Answer:
         """The checked answer: the model's draft where the evidence backs it, else the evidence itself;
@@ -128,6 +139,7 @@ class Answerer:
         max_new_tokens: int | None = None,
         resolve_adapter: Callable = _default_adapter,
         select_facts: Callable | None = None,
+        max_question_chars: int | None = None,
     ):
         self.retriever = retriever
         self.generator = generator
@@ -138,6 +150,7 @@ class Answerer:
             resolve_adapter  # spec -> AdapterRef | None, asked on every question (hot swap)
         )
         self.select_facts = select_facts  # (question, hits, n) -> [Fact]; None: whole chunks go to the model
+        self.max_question_chars = max_question_chars  # longer questions are refused; None: no cap
 
     def stream(
         self,
@@ -150,17 +163,22 @@ class Answerer:
     ) -> AnswerStream:
         """hits: what the retriever already returned for this question (bot.evaluate scores them too); used
         instead of retrieving again when there are enough of them (EVIDENCE_CHUNKS)."""
+        refusal = too_long(question, self.max_question_chars)
+        if refusal:
+            return AnswerStream([], None, None, text=refusal)
         question = question.strip()
         ref = self.resolve_adapter(adapter)
         name = ref.name if ref else None
         history = _trim_history(history or [])
         if not retrieval:
-            messages = [
-                {"role": "system", "content": NO_RETRIEVAL_SYSTEM_PROMPT},
-                *history,
-                {"role": "user", "content": question},
-            ]
-            return AnswerStream([], name, self._generate(messages, ref))
+            system = {"role": "system", "content": NO_RETRIEVAL_SYSTEM_PROMPT}
+            try:
+                messages, _ = fit_prompt(
+                    self.generator, self.max_new_tokens, system, history, [], lambda _: question
+                )
+            except PromptTooLong as e:
+                return AnswerStream([], name, None, text=e.message())
+            return AnswerStream([], name, self._generate(messages, ref), messages=messages)
         wanted = max(self.top_k, EVIDENCE_CHUNKS) if self.select_facts else self.top_k
         if hits is None or len(hits) < wanted:
             self.retriever.reopen()  # cheap; follows a reindex that finished since the last question
@@ -175,13 +193,21 @@ class Answerer:
         if not self.select_facts:
             hits = best
         facts = self.select_facts(question, hits, FACTS) if self.select_facts else []
-        messages = [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            *history,
-            {"role": "user", "content": build_user_prompt(question, hits, [f.text for f in facts])},
-        ]
+        system = {"role": "system", "content": SYSTEM_PROMPT}
+        fit = functools.partial(fit_prompt, self.generator, self.max_new_tokens, system, history)
+        try:  # the facts are what the model reads (the hits stay whole, for citing); else whole chunks
+            if facts:
+                messages, facts = fit(
+                    facts, lambda kept: build_user_prompt(question, hits, [f.text for f in kept])
+                )
+            else:
+                messages, hits = fit(hits, lambda kept: build_user_prompt(question, kept))
+        except PromptTooLong as e:
+            return AnswerStream([], name, None, text=e.message())
         pieces = self._generate(messages, ref)
-        return AnswerStream(cite(hits), name, pieces, facts=facts, hits=hits, question=question)
+        return AnswerStream(
+            cite(hits), name, pieces, facts=facts, hits=hits, question=question, messages=messages
+        )
 
     def answer(self, question: str, **kw) -> Answer:
         return self.stream(question, **kw).result()
@@ -282,9 +308,13 @@ _ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "cf", "a.k.a"})  # dotted
 
 
 def question_names(question: str) -> list[str]:
-    names = []
+    names, previous_end = [], 0
     for m in _WORD.finditer(question):
         word = m.group().rstrip(".-")
+        # Only the text since the previous word decides whether this one starts a sentence (words hold
+        # no spaces, so "[.!?] +" lies within it): one pass over the question, not a scan per word.
+        since = max(previous_end - 1, 0)
+        previous_end = m.end()
         if len(word) < 2 or word.lower() in _ABBREVIATIONS:
             continue
         identifier = (
@@ -292,7 +322,7 @@ def question_names(question: str) -> list[str]:
             or any(c in word[1:] for c in "._")
             or (any(c.isdigit() for c in word) and any(c.isalpha() for c in word))
         )
-        starts_sentence = bool(_SENTENCE_START.search(question[: m.start()]))
+        starts_sentence = bool(_SENTENCE_START.search(question, since, m.start()))
         if identifier or word.isupper() or (any(c.isupper() for c in word) and not starts_sentence):
             names.append(word)
     return names
@@ -304,7 +334,7 @@ def unmatched_names(question: str, hits) -> list[str]:
     text = " ".join(f"{h.title} {h.section} {h.text}" for h in hits).lower()
     return [  # a plural in the docs covers the singular asked about ("URLs" for "URL")
         n
-        for n in question_names(question)
+        for n in dict.fromkeys(question_names(question))  # each name once: one search of the text each
         if not re.search(rf"(?<!\w){re.escape(n.lower())}(?:e?s)?(?!\w)", text)
     ]
 
@@ -336,4 +366,15 @@ def _retrieval_query(question: str, history: list[dict]) -> str:
     return " ".join([*earlier, question])
 
 
-__all__ = ["Answer", "AnswerStream", "Answerer", "IDK", "Source", "is_idk"]
+__all__ = [
+    "Answer",
+    "AnswerStream",
+    "Answerer",
+    "IDK",
+    "PromptTooLong",
+    "Source",
+    "TOO_LONG",
+    "TOO_LONG_FOR_MODEL",
+    "is_idk",
+    "too_long",
+]

@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     docs_dir: Path = Field(Path("examples/acme/docs"), description="folder of documents to index")
     embed_model: str = Field(BUNDLED_EMBED_MODEL, description="sentence-transformers name or path")
     embed_backend: str = Field(
-        "auto", pattern="^(auto|fp32|bf16)$", description="auto (bf16 if the CPU has it), fp32 or bf16"
+        "auto",
+        pattern="^(auto|fp32|bf16|llamacpp)$",
+        description="auto (llamacpp if it runs the model, else bf16 if the CPU has it), fp32, bf16, llamacpp",
     )
     base_model: str = Field(BUNDLED_BASE_MODEL, description="HF id or local path of the base LLM")
     adapter: str = Field("current", description="adapter: 'current' (registry), 'none', a name or a path")
@@ -75,6 +77,16 @@ class Settings(BaseSettings):
     )
     max_concurrent_answers: int = Field(1, ge=1, le=16, description="answers in progress at once")
     answer_queue_size: int = Field(8, ge=0, le=1000, description="answers waiting beyond that; then 'busy'")
+    max_question_chars: int = Field(
+        4000, ge=100, le=100_000, description="longer questions are refused politely, with no model call"
+    )
+    user_rate: int = Field(
+        10, ge=0, le=1000, description="questions a minute one person may ask; 0: no limit"
+    )
+    answer_timeout: float = Field(
+        120.0, gt=0, le=3600, description="seconds one answer may take; then the asker is told so"
+    )
+    max_file_mb: float = Field(20.0, gt=0, le=10_000, description="larger files are skipped when indexing")
     eval_qa: Path | None = Field(
         None, description="QA file (JSONL) scored after /reindex and /retrain-adapter; unset or empty: off"
     )
@@ -161,6 +173,7 @@ class Settings(BaseSettings):
             chunk_size=self.chunk_size,
             chunk_overlap=self.chunk_overlap,
             top_k=self.top_k,
+            max_file_mb=self.max_file_mb,
             **overrides,
         )
 

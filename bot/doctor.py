@@ -24,7 +24,15 @@ def run_checks(settings: Settings) -> list[tuple[bool, str, str]]:
     from .wiring import offline_environment
 
     offline_environment()
-    return [_data_dir(settings.home), _embed(settings), _base_model(settings), _index(settings), _versions()]
+    return [
+        _data_dir(settings.home),
+        _embed(settings),
+        _base_model(settings),
+        _index(settings),
+        _admins(settings),
+        _deliveries(settings),
+        _versions(),
+    ]
 
 
 def _data_dir(home: Path):
@@ -93,6 +101,42 @@ def _index(settings: Settings):
         "index",
         f"generation {current}: {len(manifest.get('docs', {}))} docs, {manifest.get('chunks')} chunks",
     )
+
+
+def _admins(settings: Settings):
+    # An empty list is not a failure (answering works), but nobody can reindex or retrain: say how to fix.
+    from .slack.guard import EMPTY_ADMINS
+
+    if not settings.admins:
+        return True, "admins", f"warning: {EMPTY_ADMINS}"
+    return True, "admins", f"{len(settings.admins)} listed ({', '.join(settings.admins)}); guests never count"
+
+
+def _deliveries(settings: Settings):
+    # Replies Slack never got (it was down or refused them, after retries): a warning, since the bot runs.
+    from .slack.delivery import REPORT_DAYS
+    from .store import STORE_FILENAME, Store
+
+    name, path = "slack deliveries", settings.home / STORE_FILENAME
+    if not path.is_file():
+        return True, name, "none recorded (the bot has not run here yet)"
+    try:
+        store = Store(path, keep_days=settings.feedback_days)
+        try:
+            count = store.count_failed_deliveries(REPORT_DAYS)
+            latest = store.failed_deliveries(REPORT_DAYS, limit=3)
+        finally:
+            store.close()
+    except Exception as e:  # e.g. a damaged database
+        return False, name, f"cannot read {path}: {e}"
+    if not count:
+        return True, name, f"none failed in the last {REPORT_DAYS} days"
+    shown = "; ".join(
+        f"{f['at'][:19]}Z in {f['channel']} (event {f['event_id']}): {f['reason']}" for f in latest
+    )
+    replies = "1 reply" if count == 1 else f"{count} replies"
+    why = f"{replies} could not be delivered in the last {REPORT_DAYS} days"
+    return True, name, f"warning: {why} (Slack unreachable or refusing them); latest: {shown}"
 
 
 def _versions():

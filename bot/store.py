@@ -1,6 +1,7 @@
 """The bot's own state: one small SQLite file in the data dir.
 
-Event de-duplication, answer records with their feedback votes, the admin audit log and background jobs.
+Event de-duplication, answer records with their feedback votes, the admin audit log, background jobs,
+and the replies Slack never got (failed_deliveries: event, channel, reason; no text).
 An answer is recorded by where it was posted and which sources and adapter it used; its question and text
 are kept beside it (table answer_texts) so that an admin can read what a 👎 was about (`expertbot
 feedback`). All of it, votes included, is deleted `keep_days` (EXPERTBOT_FEEDBACK_DAYS) after the answer.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 STORE_FILENAME = "bot.sqlite3"
 VOTES = ("up", "down")
-JOB_STATES = ("running", "succeeded", "failed", "interrupted")
+JOB_STATES = ("running", "succeeded", "failed", "interrupted", "cancelled")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen_events (key TEXT PRIMARY KEY, seen_at TEXT NOT NULL);
@@ -41,6 +42,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished TEXT, result TEXT, error TEXT);
 -- The database, not a Python lock, guarantees one running job per kind: it holds across processes too.
 CREATE UNIQUE INDEX IF NOT EXISTS one_running_job_per_kind ON jobs (kind) WHERE state = 'running';
+-- Replies that never reached Slack (after the client's retries): which event, where, why. No text.
+CREATE TABLE IF NOT EXISTS failed_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event_id TEXT, channel TEXT NOT NULL,
+    reason TEXT NOT NULL);
 """
 
 
@@ -205,6 +210,29 @@ class Store:
             votes.append(vote)
         return votes
 
+    # -- replies Slack never got ------------------------------------------------------------------------
+    def record_failed_delivery(self, event_id: str | None, channel: str, reason: str) -> None:
+        """A reply for event_id that could not be delivered to channel; reason names the Slack method and
+        error (e.g. "chat.update: HTTP 500"), never what the message said. Kept keep_days, like answers."""
+        self._exec(
+            "INSERT INTO failed_deliveries (at, event_id, channel, reason) VALUES (?, ?, ?, ?)",
+            (now_iso(), event_id, channel, reason[:300]),
+        )
+        self._exec("DELETE FROM failed_deliveries WHERE at < ?", (days_ago_iso(self.keep_days),))
+
+    def failed_deliveries(self, since_days: float = 7, limit: int = 20) -> list[dict]:
+        """Failures of the last since_days, newest first: {at, event_id, channel, reason}."""
+        rows = self._all(
+            "SELECT at, event_id, channel, reason FROM failed_deliveries WHERE at >= ?"
+            " ORDER BY id DESC LIMIT ?",
+            (days_ago_iso(since_days), limit),
+        )
+        return [dict(r) for r in rows]
+
+    def count_failed_deliveries(self, since_days: float = 7) -> int:
+        sql = "SELECT COUNT(*) FROM failed_deliveries WHERE at >= ?"
+        return self._all(sql, (days_ago_iso(since_days),))[0][0]
+
     # -- audit -----------------------------------------------------------------------------------------
     def audit(self, user: str, command: str, decision: str, job_id: str | None = None) -> None:
         self._exec(
@@ -255,15 +283,22 @@ class Store:
 
     def finish_job(
         self, job_id: str, state: str, *, result: dict | None = None, error: str | None = None
-    ) -> None:
+    ) -> bool:
+        """End a running job (which frees its kind for the next one); False if it had ended already.
+
+        Only a running job changes: a job marked interrupted at shutdown stays so, even if its thread
+        finishes afterwards."""
         if state not in JOB_STATES or state == "running":
             raise ValueError(
-                f"a finished job's state must be succeeded, failed or interrupted, got {state!r}"
+                "a finished job's state must be one of "
+                f"{', '.join(s for s in JOB_STATES if s != 'running')}; got {state!r}"
             )
-        self._exec(
-            "UPDATE jobs SET state = ?, finished = ?, result = ?, error = ? WHERE id = ?",
+        done = self._exec(
+            "UPDATE jobs SET state = ?, finished = ?, result = ?, error = ?"
+            " WHERE id = ? AND state = 'running'",
             (state, now_iso(), None if result is None else json.dumps(result), error, job_id),
         )
+        return done.rowcount == 1
 
 
 def _job(row: sqlite3.Row) -> JobRecord:

@@ -108,7 +108,9 @@ class Services:
         from indexers import load_embed_model
 
         s = self.settings  # the embedder runs where the LLM does: a GPU where there is one
-        model = load_embed_model(s.embed_model, device=s.device, backend=s.embed_backend)
+        model = load_embed_model(
+            s.embed_model, device=s.device, backend=s.embed_backend, cache_dir=s.home / "models" / "embed"
+        )
         settle_heap()  # `expertbot index` and /reindex build on it: see settle_heap
         return model
 
@@ -119,8 +121,14 @@ class Services:
     @_built_once
     def store(self):
         from indexers import GenerationStore
+        from indexers.store import open_chroma
 
-        return GenerationStore(self.index_config)
+        # One store, and one Chroma client in it, for the indexer (a /reindex job) and the retriever (the
+        # warm-up, a question). GenerationStore would open Chroma on first use, unlocked: two threads
+        # doing so at once for one path broke both (AttributeError 'RustBindingsAPI', KeyError on the
+        # path). Opened here, under the build lock, it is opened once.
+        cfg = self.index_config
+        return GenerationStore(cfg, client=open_chroma(cfg))
 
     @_built_once
     def indexer(self):
@@ -190,6 +198,7 @@ class Services:
             max_new_tokens=s.max_new_tokens,
             resolve_adapter=self.resolve_adapter,
             select_facts=self.select_facts,
+            max_question_chars=s.max_question_chars,
         )
 
     def select_facts(self, question: str, hits, n: int):
@@ -205,8 +214,10 @@ class Services:
         epochs: int | None = None,
         max_steps: int | None = None,
         qlora: bool | None = None,
+        should_stop=None,
     ):
-        """Train, evaluate, register and (if it passes the gate) promote a new adapter version."""
+        """Train, evaluate, register and (if it passes the gate) promote a new adapter version.
+        should_stop() -> True cancels it (adapters.train.TrainingCancelled) before anything is registered."""
         from adapters.gate import GateConfig
         from adapters.pipeline import retrain
 
@@ -228,6 +239,7 @@ class Services:
             gate=GateConfig(max_perplexity_increase=s.gate_max_perplexity_increase),
             progress=progress,
             rag_eval=rag_scorer(self),  # the gate refuses an adapter that makes answers with retrieval worse
+            should_stop=should_stop,
         )
 
     def _find_glossary(self) -> Path | None:

@@ -19,7 +19,8 @@ from pathlib import Path
 from .chunking import chunk_document, make_splitter
 from .config import IndexConfig
 from .embedding import embed_tokenizer, embedder_backend
-from .loading import LOADER_VERSION, SkipFile, list_files, load_file
+from .loading import LOADER_VERSION, SkipFile, load_file
+from .scan import DocsScan, scan_docs
 from .store import BM25_DIR, MANIFEST, GenerationStore, bm25_retriever_class, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,11 @@ Progress = Callable[[int, int], None]  # (files done, files total)
 
 class IndexBuildError(RuntimeError):
     """A build that cannot proceed. The current generation is untouched."""
+
+
+class BuildCancelled(IndexBuildError):  # noqa: N818 - a request to stop, not a fault
+    """The caller's should_stop said stop. The current generation is untouched; the next build cleans up
+    what this one left."""
 
 
 @dataclass
@@ -72,11 +78,28 @@ def _stat_key(path: Path) -> list:
     return [st.st_size, st.st_mtime_ns]
 
 
+def _stop_if_asked(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise BuildCancelled("the index build was cancelled; the current index is unchanged")
+
+
+def _checking(should_stop: Callable[[], bool], progress: Progress | None) -> Progress:
+    """A progress callback that first stops the build if asked: the build loop reports every file."""
+
+    def report(done: int, total: int) -> None:
+        _stop_if_asked(should_stop)
+        if progress is not None:
+            progress(done, total)
+
+    return report
+
+
 class Indexer:
     def __init__(self, cfg: IndexConfig, embed_model, store: GenerationStore | None = None):
         self.cfg = cfg
         self.embed_model = embed_model
         self.store = store or GenerationStore(cfg)
+        self._should_stop: Callable[[], bool] | None = None
 
     def fingerprint(self) -> dict:
         """Anything that changes what a chunk or its vector is; a change means a full re-embed."""
@@ -88,23 +111,41 @@ class Indexer:
             "loader": LOADER_VERSION,
         }
 
-    def build(self, progress: Progress | None = None, full: bool = False) -> IndexReport:
+    def build(
+        self,
+        progress: Progress | None = None,
+        full: bool = False,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> IndexReport:
+        """Build a new generation and switch to it. should_stop() is asked before each file and each
+        embedding batch; when it says True the build raises BuildCancelled before switching."""
         started = time.perf_counter()
+        if should_stop is not None:
+            progress = _checking(should_stop, progress)
         docs_dir = self.cfg.docs_dir
         if not docs_dir.is_dir():
             raise IndexBuildError(
                 f"docs folder {docs_dir} does not exist; set EXPERTBOT_DOCS_DIR to a folder of documents"
             )
-        files = list_files(docs_dir)
-        if not files:
+        try:
+            scan = scan_docs(docs_dir, self.cfg.max_file_bytes)
+        except OSError as e:
+            raise IndexBuildError(f"cannot read the docs folder {docs_dir}: {e.strerror or e}") from None
+        if not scan.files and not scan.skipped:
             raise IndexBuildError(
                 f"docs folder {docs_dir} is empty; add .md, .txt, .rst, .html, .pdf or .docx files"
             )
+        if not scan.files:
+            raise IndexBuildError(
+                f"no document in {docs_dir} could be indexed: "
+                + "; ".join(f"{f}: {r}" for f, r in scan.skipped[:5])
+            )
         with self._lock():
+            self._should_stop = should_stop  # set under the build lock: one build at a time uses it
             # Orphans of a crashed build go before we add another generation; rows it stored stay, to be
             # reused by this build where their content is the same.
             self.store.cleanup(rows=False)
-            report = self._build(files, progress, full)
+            report = self._build(scan, progress, full)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -120,10 +161,11 @@ class Indexer:
             ) from None
         return handle  # closing the file releases the lock
 
-    def _build(self, files: list[Path], progress: Progress | None, full: bool) -> IndexReport:
+    def _build(self, scan: DocsScan, progress: Progress | None, full: bool) -> IndexReport:
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
         report = IndexReport()
+        files = scan.files
         old_gen = self.store.current()
         old = self.store.manifest(old_gen) or {}
         if old.get("fingerprint") != self.fingerprint():
@@ -131,10 +173,14 @@ class Indexer:
         old_docs = {} if full else old.get("docs", {})
         # Sizes and mtimes, taken before any file is read: a file edited mid-build then differs next time.
         stats = {p.relative_to(self.cfg.docs_dir).as_posix(): _stat_key(p) for p in files}
-        if old_docs and old.get("files") and stats == old["files"]:
+        # What the scan left out is part of "nothing changed": a new link loop or a new size limit is news.
+        left_out = [list(s) for s in scan.skipped]
+        if old_docs and old.get("files") and stats == old["files"] and left_out == old.get("left_out"):
             # Same files, same bytes, same settings: the current generation already is this index.
             report.unchanged = sorted(old_docs)
-            report.skipped = [tuple(s) for s in old.get("skipped", [])]
+            # The old report, but what is left out by rule no longer says it was just removed.
+            rule = {f: r for f, r in scan.skipped if f not in scan.unreadable}
+            report.skipped = [(f, rule.get(f, r)) for f, r in old.get("skipped", [])]
             report.chunks_total, report.generation = old.get("chunks", 0), old_gen
             if progress:
                 progress(len(files), len(files))
@@ -175,14 +221,19 @@ class Indexer:
                 pending = [n for n in pending if n.node_id not in stored]
             if pending:
                 texts = [n.get_content() for n in pending]
-                vectors = self.embed_model.get_text_embedding_batch(
-                    texts, show_progress=self.cfg.show_progress
-                )
+                vectors, step = [], self.cfg.embed_group
+                for start in range(0, len(texts), step):  # one big file is many batches: stop between
+                    _stop_if_asked(self._should_stop)
+                    vectors += self.embed_model.get_text_embedding_batch(
+                        texts[start : start + step], show_progress=self.cfg.show_progress
+                    )
                 for node, vector in zip(pending, vectors, strict=True):
                     node.embedding = vector
                 vector_store.add(pending)
                 report.chunks_embedded += len(pending)
             pending = []
+
+        unlisted = self._left_out(scan, old_docs, docs, late, report)
 
         def skip(rel: str, reason: str, prior: dict | None) -> None:
             if prior:  # a file that broke keeps its last good version: nothing indexed is lost
@@ -202,7 +253,9 @@ class Indexer:
                     report.unchanged.append(rel)
                     docs[rel] = prior
                 else:
-                    nodes = chunk_document(load_file(path, rel), splitter)
+                    nodes = chunk_document(
+                        load_file(path, rel, self.cfg.max_file_bytes, scan.identity[rel]), splitter
+                    )
                     (report.changed if prior else report.added).append(rel)
                     docs[rel] = {"hash": digest, "chunks": [n.node_id for n in nodes]}
                     pending.extend(nodes)
@@ -221,12 +274,11 @@ class Indexer:
                 progress(first_pending - 1 if pending else i, total)
         flush()
         nodes_of.update(self._stored_nodes(collection, {rel: old_docs[rel] for rel in late}))
-        all_nodes = [
-            n for path in files for n in nodes_of.get(path.relative_to(self.cfg.docs_dir).as_posix(), [])
-        ]
+        order = [p.relative_to(self.cfg.docs_dir).as_posix() for p in files] + unlisted
+        all_nodes = [n for rel in order for n in nodes_of.get(rel, [])]
         if progress:
             progress(total, total)
-        report.removed = sorted(set(old_docs) - set(docs) - {f for f, _ in report.skipped})
+        report.removed = sorted(set(old_docs) - set(docs))  # a file that broke is in docs: kept
         if not all_nodes:
             raise IndexBuildError(
                 f"no document in {self.cfg.docs_dir} could be indexed: "
@@ -244,12 +296,38 @@ class Indexer:
                 "chunks": len(all_nodes),
                 "built": time.time(),
                 "files": stats,
+                "left_out": left_out,
                 "skipped": report.skipped,
             },
         )
         self.store.switch_to(gen)
         self.store.cleanup()
         return report
+
+    @staticmethod
+    def _left_out(scan: DocsScan, old_docs: dict, docs: dict, late: list, report: IndexReport) -> list[str]:
+        """Reports what the scan left out; returns the files it keeps that are not in scan.files. A file
+        left out by rule (outside the folder, a loop, too large) is no document of the folder any more:
+        its previous version goes. One that could not be read, or that is in a folder that could not be
+        listed, keeps its last good version, as a file that breaks does."""
+        kept: list[str] = []
+        for rel, reason in scan.skipped:
+            if rel in scan.unreadable:
+                own = [f for f in old_docs if f == rel or (rel.endswith("/") and f.startswith(rel))]
+                for f in own:
+                    docs[f] = old_docs[f]
+                late.extend(own)
+                kept.extend(own)
+                if rel.endswith("/") and own:  # a folder
+                    reason += (
+                        f"; kept what was indexed from it before ({len(own)} file{'s' * (len(own) > 1)})"
+                    )
+                elif own:
+                    reason += "; kept the previously indexed version"
+            elif rel in old_docs:
+                reason += "; removed its previously indexed version"
+            report.skipped.append((rel, reason))
+        return kept
 
     def _stored_nodes(self, collection, prior: dict[str, dict]) -> dict[str, list]:
         """Files' chunks as stored (text and citation, no vectors): BM25 is rebuilt over every chunk.

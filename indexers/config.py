@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BUNDLED_EMBED_MODEL = "bundled:all-MiniLM-L6-v2"
-EMBED_BACKENDS = ("auto", "fp32", "bf16")  # see indexers/embedding.py
+EMBED_BACKENDS = ("auto", "fp32", "bf16", "llamacpp")  # see indexers/embedding.py
 
 # Everything the loader understands; anything else in the docs folder is reported as skipped.
 SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf", ".docx")
@@ -17,7 +17,7 @@ class IndexConfig:
     data_dir: Path
     docs_dir: Path
     embed_model: str = BUNDLED_EMBED_MODEL
-    embed_backend: str = "auto"  # auto: bf16 where the CPU has native bfloat16, else fp32
+    embed_backend: str = "auto"  # auto: llamacpp where it runs the model, else bf16 or fp32 (embedding.py)
     chroma_url: str | None = None  # unset: embedded PersistentClient under data_dir
     collection_prefix: str = "expertbot"  # namespaces our collections on a shared Chroma server
     chunk_size: int = 180  # in embedder tokens; all-MiniLM-L6-v2 truncates past 256
@@ -30,6 +30,7 @@ class IndexConfig:
     rrf_k: int = 60  # the constant from Cormack et al.; dampens the head of each ranking
     candidates: int = 40  # per retriever, before fusion; 20 ranked worse on python3.11-doc (BENCHMARKS.md)
     keep_generations: int = 2  # the current one and the one before it (answers may still be reading it)
+    max_file_mb: float = 20.0  # larger files are skipped unread: a 50 MB text file took minutes to index
     show_progress: bool = True
 
     def __post_init__(self) -> None:
@@ -57,8 +58,20 @@ class IndexConfig:
             )
         if self.keep_generations < 1:
             raise ValueError(f"keep_generations must be at least 1, got {self.keep_generations!r}")
+        if (
+            isinstance(self.max_file_mb, bool)
+            or not isinstance(self.max_file_mb, int | float)
+            or not (0 < self.max_file_mb <= 10_000)
+        ):
+            raise ValueError(
+                f"max_file_mb must be a number of megabytes above 0 and up to 10000, got {self.max_file_mb!r}"
+            )
         if self.chroma_url is not None and not self.chroma_url.startswith(("http://", "https://")):
             raise ValueError(f"chroma_url must start with http:// or https://, got {self.chroma_url!r}")
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * (1 << 20))
 
     @property
     def index_dir(self) -> Path:

@@ -6,14 +6,15 @@ as a skip with a reason the user can act on.
 
 from __future__ import annotations
 
+import io
 import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
 
-from .config import SUPPORTED_SUFFIXES
 from .html import TERM_SEPARATOR
+from .scan import SkipFile, binary_reason, read_bounded, scan_docs, too_large_reason, unsupported_reason
 
 # Bump when parsing changes, so that an incremental build re-reads every document.
 LOADER_VERSION = 8  # 8: definition-list entries head sections, table cells named by their header
@@ -27,37 +28,26 @@ class LoadedDoc:
     sections: list[tuple[str, str]] = field(default_factory=list)  # (heading, text)
 
 
-class SkipFile(Exception):
-    """A file we cannot index; the message is the reason shown in the index report."""
-
-
 def list_files(docs_dir: Path) -> list[Path]:
-    """Every regular file below docs_dir in a stable order, hidden files and folders excluded."""
-    files = []
-    for path in sorted(docs_dir.rglob("*")):
-        rel = path.relative_to(docs_dir)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-            continue
-        files.append(path)
-    return files
+    """The files of docs_dir to index, in a stable order (scan.py: what is left out, and why)."""
+    return scan_docs(docs_dir).files
 
 
-def load_file(path: Path, rel_path: str) -> LoadedDoc:
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise SkipFile(
-            f"unsupported file type '{suffix or path.name}' (supported: {', '.join(SUPPORTED_SUFFIXES)})"
-        )
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise SkipFile(f"unreadable: {e.strerror or e}") from None
+def load_file(
+    path: Path, rel_path: str, max_bytes: int | None = None, identity: tuple[int, int] | None = None
+) -> LoadedDoc:
+    """The file as a document, or SkipFile with the reason. max_bytes and identity: see read_bounded."""
+    reason = unsupported_reason(path)
+    if reason:
+        raise SkipFile(reason)
+    data = read_bounded(path, max_bytes, identity)
     if not data.strip():
         raise SkipFile("empty file")
+    suffix = path.suffix.lower()
     if suffix == ".pdf":
-        doc = _load_pdf(path, rel_path)
+        doc = _load_pdf(data, rel_path)
     elif suffix == ".docx":
-        doc = _load_docx(data, rel_path)
+        doc = _load_docx(data, rel_path, max_bytes)
     else:
         text = _decode_text(data)
         if suffix in (".html", ".htm"):
@@ -75,9 +65,9 @@ def load_file(path: Path, rel_path: str) -> LoadedDoc:
 
 
 def _decode_text(data: bytes) -> str:
-    # A NUL byte never occurs in real text files; it marks a binary file with a text extension.
-    if b"\x00" in data[:8192]:
-        raise SkipFile("binary content in a text file")
+    reason = binary_reason(data)
+    if reason:
+        raise SkipFile(reason)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -220,22 +210,33 @@ def _load_html(text: str, rel_path: str) -> LoadedDoc:
 # --- PDF and DOCX ---------------------------------------------------------------------------------
 
 
-def _load_pdf(path: Path, rel_path: str) -> LoadedDoc:
-    from llama_index.readers.file import PDFReader
+def _read_pdf(data: bytes) -> tuple[list[tuple[str, str]], str | None]:
+    """(page label, page text) for every page, and the document's title. pypdf directly, as LlamaIndex's
+    PDFReader does (page text and labels alike): that reader retries under tenacity, which parses a
+    damaged file three times and then hides pypdf's own words inside a RetryError."""
+    import pypdf
 
     try:
-        pages = PDFReader(return_full_document=False).load_data(path)
-        import pypdf  # only for the document title, which PDFReader does not expose
-
-        meta = pypdf.PdfReader(str(path)).metadata
+        pdf = pypdf.PdfReader(io.BytesIO(data))
+        if pdf.is_encrypted and not pdf.decrypt(""):  # many "protected" PDFs open with the empty password
+            raise SkipFile("the PDF is password-protected; index a copy saved without a password")
+        labels = pdf.page_labels  # computed on each access: once, not once a page
+        pages = [(labels[i], page.extract_text()) for i, page in enumerate(pdf.pages)]
+        meta = pdf.metadata
+    except SkipFile:
+        raise
     except Exception as e:  # pypdf raises many types for damaged files; all mean the same to the user
-        raise SkipFile(f"could not parse PDF: {type(e).__name__}: {str(e)[:120]}") from None
-    title = (meta.title if meta and meta.title else None) or _default_title(rel_path)
+        raise SkipFile(f"could not read the PDF: {str(e)[:160] or type(e).__name__}") from None
+    return pages, (meta.title if meta and meta.title else None)
+
+
+def _load_pdf(data: bytes, rel_path: str) -> LoadedDoc:
+    pages, title = _read_pdf(data)
+    title = title or _default_title(rel_path)
     sections: list[tuple[str, str]] = []
     heading = title
-    for i, page in enumerate(pages):
-        label = page.metadata.get("page_label", i + 1)
-        for part_heading, text in _pdf_sections(page.text, heading):
+    for label, page_text in pages:
+        for part_heading, text in _pdf_sections(page_text, heading):
             heading = part_heading  # a section that runs over a page break keeps its heading
             sections.append((f"{heading} (page {label})", text))
     return LoadedDoc(rel_path, title, None, sections)
@@ -267,12 +268,15 @@ _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _DC = "{http://purl.org/dc/elements/1.1/}"
 
 
-def _load_docx(data: bytes, rel_path: str) -> LoadedDoc:
+def _load_docx(data: bytes, rel_path: str, max_bytes: int | None = None) -> LoadedDoc:
     """Read paragraphs with their styles, so Word's Heading styles become sections (docx2txt drops them)."""
-    import io
-
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
+            unpacked = z.getinfo("word/document.xml").file_size  # a small zip can unpack to gigabytes
+            if max_bytes is not None and unpacked > max_bytes:
+                raise SkipFile(
+                    too_large_reason(unpacked, max_bytes, "its text (word/document.xml) unpacks to ")
+                )
             root = ElementTree.fromstring(z.read("word/document.xml"))
             core = (
                 ElementTree.fromstring(z.read("docProps/core.xml"))
@@ -280,7 +284,7 @@ def _load_docx(data: bytes, rel_path: str) -> LoadedDoc:
                 else None
             )
     except (zipfile.BadZipFile, KeyError, ElementTree.ParseError) as e:
-        raise SkipFile(f"could not parse DOCX: {type(e).__name__}: {str(e)[:120]}") from None
+        raise SkipFile(f"could not read the DOCX: {str(e)[:160] or type(e).__name__}") from None
     lines = []
     body = root.find(f"{_W}body")
     for block in body if body is not None else []:

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import logging
+import random
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.jitter import RandomJitter
 
 from bot.jobs import JobRunner
 from bot.links import DocLinks, doc_links
 from bot.slack.answering import AnswerFlow
 from bot.slack.context import CONTEXT_KEY, BotContext
+from bot.slack.guard import install_guard
 from bot.slack.jobreport import report_interrupted
 from bot.slack.listeners import register_listeners
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+
+FAULT_RETRIES = 3  # more tries for a connection error or a 5xx
+RATE_LIMIT_RETRIES = 6  # more tries for a 429, each after the Retry-After Slack sends
 
 
 def secret(value) -> str | None:
@@ -35,12 +46,35 @@ def quiet_logger(name: str) -> logging.Logger:
     return logger
 
 
-def web_client(token: str, base_url: str | None = None) -> WebClient:
+class _ServerErrorRetryHandler(ServerErrorRetryHandler):
+    """slack_sdk's handler retries 500 and 503 only; a 502 or 504 from Slack's edge is as passing."""
+
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+        return response is not None and response.status_code >= 500
+
+
+class _Jitter(RandomJitter):
+    """Up to one backoff step of random jitter (slack_sdk's own adds up to a whole second each time)."""
+
+    def __init__(self, scale: float):
+        self.scale = scale
+
+    def recalculate(self, duration: float) -> float:
+        return duration + random.random() * self.scale
+
+
+def web_client(token: str, base_url: str | None = None, *, backoff: float = 0.5) -> WebClient:
+    """A WebClient that rides out Slack's bad moments with slack_sdk's own retry handlers: dropped or
+    refused connections and 5xx three times more, after backoff*1, *2, *4 seconds (plus jitter), and a
+    429 up to RATE_LIMIT_RETRIES times, waiting the Retry-After Slack asks for."""
     kwargs = {"base_url": base_url if base_url.endswith("/") else base_url + "/"} if base_url else {}
-    client = WebClient(token=token, logger=quiet_logger("bot.slack.web"), **kwargs)
-    # Slack answers 429 under load; wait as told and retry instead of failing the answer.
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
-    return client
+    wait = BackoffRetryIntervalCalculator(backoff_factor=backoff, jitter=_Jitter(backoff))
+    handlers = [
+        ConnectionErrorRetryHandler(max_retry_count=FAULT_RETRIES, interval_calculator=wait),
+        _ServerErrorRetryHandler(max_retry_count=FAULT_RETRIES, interval_calculator=wait),
+        RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+    ]
+    return WebClient(token=token, logger=quiet_logger("bot.slack.web"), retry_handlers=handlers, **kwargs)
 
 
 def build_app(
@@ -54,6 +88,8 @@ def build_app(
     answer_queue_size: int | None = None,
     update_interval: float = 1.0,
     links: DocLinks | None = None,
+    answer_timeout: float | None = None,
+    user_rate: int | None = None,
 ) -> App:
     """A Bolt App answering mentions and DMs and running /reindex and /retrain-adapter.
 
@@ -79,6 +115,9 @@ def build_app(
         queue_size=settings.answer_queue_size if answer_queue_size is None else answer_queue_size,
         update_interval=update_interval,
         links=links or doc_links(settings),
+        answer_timeout=answer_timeout or settings.answer_timeout,
+        user_rate=settings.user_rate if user_rate is None else user_rate,
+        max_question_chars=settings.max_question_chars,
     )
     bot = BotContext(
         services=services,
@@ -96,6 +135,7 @@ def build_app(
         logger=quiet_logger("bot.slack.bolt"),
         name="expertbot",
     )
+    install_guard(app, bot)  # first: other workspaces and apps are refused; admins' roles checked live
 
     @app.middleware
     def attach_bot(context, next):
@@ -116,6 +156,7 @@ def build_app(
         next()
 
     register_listeners(app)
+    app.expertbot = bot  # serve() reaches the answers and jobs through it to shut them down
     store.forget_events_before(days=7)
     store.forget_old_answers()
     report_interrupted(client, jobs.recover_interrupted())

@@ -3,20 +3,24 @@
 The playground points the bot's WebClient at it to show what the bot would post; the tests use it to
 see what the bot did. It keeps just enough state to be believable: messages (updated in place by
 chat.update), threads for conversations.replies, users for users.info and uploaded files.
+For Socket Mode, apps.connections.open takes the app-level token (xapp-) and returns `socket_url`.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 Where = Any  # Callable[[dict], bool] | None: a filter on a call's parameters
+APP_LEVEL_METHODS = {"apps.connections.open"}  # Slack takes only the app-level token (xapp-) for these
 
 
 @dataclass
@@ -44,9 +48,14 @@ class Hold:
 class FakeSlackAPI:
     # fmt: off
     def __init__(self, *, token: str = "xoxb-fake", bot_user_id: str = "UEXPERTBOT",
-                 bot_id: str = "BEXPERTBOT", team_id: str = "TFAKE", host: str = "127.0.0.1", port: int = 0):
+                 bot_id: str = "BEXPERTBOT", team_id: str = "TFAKE", host: str = "127.0.0.1", port: int = 0,
+                 app_token: str = "xapp-fake"):
         # fmt: on
         self.token, self.bot_user_id, self.bot_id, self.team_id = token, bot_user_id, bot_id, team_id
+        self.app_token = app_token
+        # What apps.connections.open hands out: a ws:// URL, or a callable making a fresh one per call
+        # (e.g. a Socket Mode fake's new_url). None: Socket Mode is off for this app.
+        self.socket_url: str | Callable[[], str] | None = None
         self._calls: list[Call] = []
         self._holds: list[Hold] = []
         self._cond = threading.Condition()
@@ -56,7 +65,7 @@ class FakeSlackAPI:
         self.ephemeral: list[dict] = []
         self.files: dict[str, dict] = {}
         self.users: dict[str, dict] = {bot_user_id: {"id": bot_user_id, "name": "expertbot", "is_bot": True}}
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
+        self._server = _QuietServer((host, port), _handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -154,7 +163,17 @@ class FakeSlackAPI:
         return f"{int(time.time())}.{next(self._ts):06d}"
 
     # -- the Web API -----------------------------------------------------------------------------------
-    def handle(self, method: str, params: dict, authorized: bool) -> dict:
+    def auth_error(self, method: str, token: str | None) -> str | None:
+        """Slack's error for calling `method` with `token`, or None when the token is the right one."""
+        app_level = method in APP_LEVEL_METHODS
+        wanted, other = (self.app_token, self.token) if app_level else (self.token, self.app_token)
+        if token == wanted:
+            return None
+        if not token:
+            return "not_authed"
+        return "not_allowed_token_type" if token == other else "invalid_auth"
+
+    def handle(self, method: str, params: dict, authorized: bool, error: str = "invalid_auth") -> dict:
         call = Call(method, params, time.monotonic(), authorized)
         for hold in list(self._holds):
             if _matches(call, hold.method, hold.where) and not hold.released.is_set():
@@ -162,7 +181,7 @@ class FakeSlackAPI:
                 hold.released.wait()
         api = getattr(self, "api_" + method.replace(".", "_"), None)
         if not authorized:
-            call.response = {"ok": False, "error": "invalid_auth"}
+            call.response = {"ok": False, "error": error}
         else:
             call.response = api(params) if api else {"ok": False, "error": "unknown_method"}
         # Recorded once answered, so whoever waits for a call also sees what it returned (e.g. the ts).
@@ -174,6 +193,11 @@ class FakeSlackAPI:
     def api_auth_test(self, p: dict) -> dict:
         return {"ok": True, "url": "https://fake.slack.local/", "team": "Fake", "user": "expertbot",
                 "team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id}  # fmt: skip
+
+    def api_apps_connections_open(self, p: dict) -> dict:
+        url = self.socket_url() if callable(self.socket_url) else self.socket_url
+        # The fake's own error name: this app has no Socket Mode server to hand out.
+        return {"ok": True, "url": url} if url else {"ok": False, "error": "socket_mode_not_enabled"}
 
     def api_chat_postMessage(self, p: dict) -> dict:
         if not p.get("channel"):
@@ -190,6 +214,13 @@ class FakeSlackAPI:
                 return {"ok": False, "error": "message_not_found"}
             msg.update(text=p.get("text", msg["text"]), blocks=_json(p.get("blocks")) or [], edited=True)
         return {"ok": True, "channel": msg["channel"], "ts": msg["ts"], "text": msg["text"], "message": msg}
+
+    def api_chat_delete(self, p: dict) -> dict:
+        key = f"{p.get('channel')}/{p.get('ts')}"
+        with self._cond:
+            if self.messages.pop(key, None) is None:
+                return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": p.get("channel"), "ts": p.get("ts")}
 
     def api_chat_postEphemeral(self, p: dict) -> dict:
         msg = {"channel": p.get("channel"), "user": p.get("user"), "text": p.get("text", ""),
@@ -259,6 +290,13 @@ def _json(value):
     return value
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A client that went away before its reply (a bot process stopped mid-call) is not an error here.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _handler(api: FakeSlackAPI):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:  # request lines would carry channel ids and tokens in queries
@@ -289,7 +327,9 @@ def _handler(api: FakeSlackAPI):
                 params.update(parse_qsl(body.decode()))
             auth = self.headers.get("Authorization", "")
             token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else params.pop("token", None)
-            self._reply(200, api.handle(url.path[len("/api/") :], params, token == api.token))
+            method = url.path[len("/api/") :]
+            error = api.auth_error(method, token)
+            self._reply(200, api.handle(method, params, error is None, error or "invalid_auth"))
 
         def do_GET(self) -> None:
             self._dispatch(b"")

@@ -17,7 +17,12 @@ from bot.store import JobRecord, Store
 log = logging.getLogger(__name__)
 
 TITLES = {"reindex": "Reindex", "retrain": "Adapter retraining"}
-STATE_ICONS = {"running": "⏳", "succeeded": "✅", "failed": "❌", "interrupted": "⚠️"}
+STATE_ICONS = {"running": "⏳", "succeeded": "✅", "failed": "❌", "interrupted": "⚠️", "cancelled": "🛑"}
+# What a job that stopped before the end leaves in place (a build or a training run switches last).
+UNCHANGED = {
+    "reindex": "Answers keep using the current index.",
+    "retrain": "Answers keep using the current adapter.",
+}
 
 
 def job_line(job: JobRecord) -> str:
@@ -94,8 +99,13 @@ def progress_text(job: JobRecord) -> str:
         return f"{job_line(job)}: {progress_detail(job)}"
     if job.state == "succeeded":
         return f"{job_line(job)}: finished in {duration(job.progress.get('elapsed_s'))}."
+    kept = UNCHANGED.get(job.kind, "")
     if job.state == "interrupted":
-        return f"{job_line(job)}: interrupted, the bot restarted while it ran. Run the command again."
+        why = escape(job.error or "the bot stopped while it ran")
+        parts = [f"{job_line(job)}: interrupted ({why}).", kept, "Run the command again."]
+        return " ".join(filter(None, parts))
+    if job.state == "cancelled":
+        return f"{job_line(job)}: {escape(job.error or 'cancelled')} before it finished. {kept}".rstrip()
     return f"{job_line(job)}: failed ({escape(job.error or 'error')}). The details are in the bot's logs."
 
 
@@ -142,6 +152,8 @@ class JobMessages:
     def on_finish(self, job: JobRecord) -> None:
         if self.ts is not None:
             self.client.chat_update(channel=job.channel, ts=self.ts, text=progress_text(job))
+        if job.state == "cancelled":  # said in the channel too: who ran it may not be who cancelled it
+            self.client.chat_postMessage(channel=job.channel, text=progress_text(job), unfurl_links=False)
         if job.state != "succeeded":
             return
         summary = self.summarize(job)

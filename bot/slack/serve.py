@@ -6,20 +6,23 @@ wrong and how to fix it; the CLI prints it without a traceback. Secrets never ap
 
 from __future__ import annotations
 
-import json
 import logging
+import os
+import signal
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from contextlib import contextmanager
 
-from slack_bolt import App
-from slack_bolt.request import BoltRequest
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.slack.app import build_app, quiet_logger, secret, web_client
+from bot.slack.http import EVENTS_PATH, SlackHTTPServer
 
 log = logging.getLogger(__name__)
 
-EVENTS_PATH = "/slack/events"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+EXIT_DEADLINE_S = 8.0  # after a stop signal the process is gone by then (SIGTERM: gone in 10 s)
+SOCKET_CLOSE_S = 2.0  # what closing the Socket Mode connection may take of that
 
 
 class SlackSetupError(ValueError):
@@ -84,50 +87,104 @@ def verified_client(token: str, api_url: str | None):
     return client
 
 
-def make_http_server(app: App, host: str = "127.0.0.1", port: int = 3000) -> ThreadingHTTPServer:
-    """Slack's Events API, slash commands and interactivity, all on POST /slack/events."""
+class Stop:
+    """Set by SIGINT/SIGTERM (or stop()): serve() then shuts down in order instead of dying mid-request.
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, fmt, *args) -> None:
-            log.debug("http: " + fmt, *args)
+    The signal handler only sets a flag (the main thread may hold any lock when a signal arrives, so
+    it takes none); the serving loops poll it."""
 
-        def _send(self, status: int, body, headers: dict | None = None) -> None:
-            data = (body if isinstance(body, str) else json.dumps(body)).encode()
-            self.send_response(status)
-            for name, values in (headers or {}).items():
-                for value in values if isinstance(values, list | tuple) else [values]:
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def __init__(self):
+        self.at: float | None = None  # time.monotonic() of the first stop request
+        self.over = False  # serve() returned without being stopped (a start-up error): nothing to do
 
-        def do_POST(self) -> None:
-            path, _, query = self.path.partition("?")
-            if path != EVENTS_PATH:
-                self._send(404, {"error": f"not found; Slack requests go to {EVENTS_PATH}"})
-                return
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8")
-            resp = app.dispatch(BoltRequest(body=body, query=query, headers=dict(self.headers.items())))
-            self._send(resp.status, resp.body, resp.headers)
+    def stop(self, why: str = "stop requested") -> None:
+        if self.at is not None:
+            log.info("%s: already stopping", why)
+            return
+        self.at = time.monotonic()
+        log.info("%s: stopping", why)
 
-        def do_GET(self) -> None:
-            self._send(404, {"error": f"Slack requests are POSTs to {EVENTS_PATH}"})
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+    def wait(self, tick: float = 0.25) -> None:
+        while self.at is None:
+            time.sleep(tick)
 
 
-def serve_until_interrupted(server, on_close=None) -> None:
-    """Serve until Ctrl+C, then close the socket (and whatever else on_close releases)."""
+@contextmanager
+def stop_on_signals(stop: Stop):
+    """While inside, SIGINT and SIGTERM call stop.stop(), and the process ends EXIT_DEADLINE_S after
+    the first of them whatever is still running. Only the main thread can take signals: elsewhere this
+    does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: stop.stop(f"{signal.Signals(signum).name} received"))
+        for sig in STOP_SIGNALS
+    }
+    # Started now, not from the handler (starting a thread takes locks the main thread may hold then).
+    threading.Thread(target=_exit_after, args=(stop,), name="expertbot-exit-deadline", daemon=True).start()
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        yield stop
     finally:
-        server.server_close()
-        if on_close:
-            on_close()
+        stop.over = stop.at is None
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _exit_after(stop: Stop) -> None:
+    """Once stopping, end the process at the deadline: a thread stuck in a Slack call (or anything else
+    that ignores the stop) must not keep a stopped bot alive. Being a daemon, this thread dies quietly
+    with a process that exits in time."""
+    while stop.at is None:
+        if stop.over:
+            return
+        time.sleep(0.25)
+    time.sleep(max(0.0, stop.at + EXIT_DEADLINE_S - time.monotonic()))
+    me = threading.current_thread()
+    busy = [t.name for t in threading.enumerate() if t is not me and t is not threading.main_thread()]
+    log.warning("still busy %g s after the stop signal (%s); exiting without waiting for them",
+                EXIT_DEADLINE_S, ", ".join(busy) or "interpreter shutdown")  # fmt: skip
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(0)
+
+
+def shut_down(app, stop: Stop) -> None:
+    """Tell in-flight answers and running jobs (side by side: both post to Slack), in the time left
+    before the deadline, which starts at the stop signal."""
+    bot = app.expertbot
+    deadline = (stop.at or time.monotonic()) + EXIT_DEADLINE_S - 0.5
+    left = deadline - time.monotonic()
+    steps = [
+        # The answers' placeholders get RESTARTED once their threads had `timeout` to end by themselves.
+        ("answers", lambda: bot.answers.shutdown(timeout=max(0.5, min(5.0, left - 1.0)))),
+        # Jobs still running then are marked interrupted (their lock freed), then up to 2 s to say so.
+        ("jobs", lambda: bot.jobs.shutdown(timeout=max(0.5, min(3.0, left - 3.0)))),
+    ]
+    workers = [_start_quietly(f"stopping the {name}", step) for name, step in steps]
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    log.info("expertbot stopped")
+
+
+def _start_quietly(what: str, step) -> threading.Thread:
+    def run() -> None:
+        try:
+            step()
+        except Exception:
+            log.exception("%s failed", what)
+
+    worker = threading.Thread(target=run, name=what.replace(" ", "-"), daemon=True)
+    worker.start()
+    return worker
+
+
+def _within(seconds: float, what: str, step) -> None:
+    """Run step, but wait for it `seconds` at most (it goes on in a daemon thread)."""
+    worker = _start_quietly(what, step)
+    worker.join(seconds)
+    if worker.is_alive():
+        log.warning("%s took more than %g s; going on without it", what, seconds)
 
 
 def _warm_up_in_background(services) -> None:
@@ -137,7 +194,9 @@ def _warm_up_in_background(services) -> None:
 
 
 def serve(services, http: bool = False, host: str = "127.0.0.1", port: int = 3000) -> None:
-    """Run the bot until interrupted. See the module docstring for how the mode is chosen."""
+    """Run the bot until SIGINT or SIGTERM, then stop within 10 s: stop taking requests, give in-flight
+    answers and running jobs their final message, release the job locks. See the module docstring for
+    how the mode is chosen."""
     settings = services.settings
     mode = choose_mode(settings, http)
     if mode == "playground":
@@ -145,18 +204,30 @@ def serve(services, http: bool = False, host: str = "127.0.0.1", port: int = 300
 
         run_playground(services, host=host, port=port)  # it warms up before it names its URL
         return
+    with stop_on_signals(Stop()) as stop:  # from here on a signal means "stop in order", even mid-start-up
+        _serve_slack(services, mode, host, port, stop)
+
+
+def _serve_slack(services, mode: str, host: str, port: int, stop: Stop) -> None:
+    settings = services.settings
     token, signing_secret, app_token = check_credentials(settings, mode)
     client = verified_client(token, settings.slack_api_url)
     app = build_app(services, client=client, signing_secret=signing_secret or "")
-    _warm_up_in_background(services)  # only once the credentials are known to work
     if mode == "http":
-        server = make_http_server(app, host, port)
-        log.info("expertbot listening on http://%s:%d%s", host, server.server_address[1], EVENTS_PATH)
-        serve_until_interrupted(server)
+        _warm_up_in_background(services)  # only once the credentials are known to work
+        server = SlackHTTPServer(app, signing_secret, host, port)
+        log.info("expertbot listening on http://%s:%d%s", *server.address, EVENTS_PATH)
+        try:
+            server.serve_forever(until=lambda: stop.at is not None)
+        finally:
+            shut_down(app, stop)
         return
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    handler = SocketModeHandler(app, app_token, logger=quiet_logger("bot.slack.socket"))
+    # The built-in client notices a socket that died without a close frame only when its pings fail or
+    # go unanswered (4 intervals), and spins a core meanwhile: with Bolt's 10 s default a cut connection
+    # went deaf for ~50 s; with 3 s it reconnects in 3-18 s (tests/bot/test_socket_mode.py).
+    handler = SocketModeHandler(app, app_token, logger=quiet_logger("bot.slack.socket"), ping_interval=3)
     try:
         handler.connect()
     except SlackApiError as exc:
@@ -164,10 +235,14 @@ def serve(services, http: bool = False, host: str = "127.0.0.1", port: int = 300
             f"Slack rejected SLACK_APP_TOKEN ({exc.response.get('error', 'unknown error')}); create an "
             "app-level token with the connections:write scope under Basic Information"
         ) from None
+    # Only once Slack took the app token too: exiting while the models load in native code aborts the
+    # process (SIGABRT, "exception not rethrown") instead of printing the error and exiting 1.
+    _warm_up_in_background(services)
     log.info("expertbot connected to Slack in Socket Mode")
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        stop.wait()
     finally:
-        handler.close()
+        # slack_sdk's close() joins its threads with no timeout, and hung now and then in the tests when
+        # the stop came right after connecting: give it SOCKET_CLOSE_S (its threads are daemons).
+        _within(SOCKET_CLOSE_S, "closing the Socket Mode connection", handler.close)
+        shut_down(app, stop)

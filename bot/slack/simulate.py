@@ -113,6 +113,8 @@ class SlackSimulator:
 
     # -- slash commands and interactivity --------------------------------------------------------------
     def command(self, command: str, text: str = "", *, user: str, channel: str, **signing) -> BoltRequest:
+        if self.fake is not None and user not in self.fake.users:  # who runs a command is in the workspace
+            self.fake.add_user(user, user.lower())  # (a member: the admin check asks users.info)
         body = urlencode(
             {
                 "token": "unused",

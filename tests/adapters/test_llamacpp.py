@@ -70,6 +70,27 @@ def test_closing_a_stream_stops_generation_and_frees_the_engine(llama_gen):
     assert result and result[0]
 
 
+def test_count_tokens_is_the_prompt_length_the_engine_holds_to_its_context(llama_gen, smollm):
+    """The answerer's token budget (bot/answer.py) counts with count_tokens: it must be the very length
+    the engine checks, and agree with the model's own tokenizer on plain text."""
+    from dataclasses import replace
+
+    from adapters.llamacpp import LlamaCppGenerator
+
+    small = LlamaCppGenerator(replace(llama_gen.cfg, context_tokens=64), llama_gen.model_file)
+    assert small.context_tokens == 64
+
+    def words(n: int) -> list[dict]:
+        return [{"role": "user", "content": " ".join(["cat"] * n)}]
+
+    n = next(n for n in range(1, 64) if small.count_tokens(words(n)) == 63)
+    tokens = smollm[1](small.render(words(n)), add_special_tokens=False).input_ids
+    assert len(tokens) == 63
+    small.generate(words(n), max_new_tokens=8)  # one position left: it fits, and answers
+    with pytest.raises(ValueError, match="the prompt is 64 tokens; the llama.cpp context holds 64"):
+        small.generate(words(n + 1))
+
+
 def test_the_next_answer_reuses_the_cached_prompt_and_answers_the_same(llama_gen):
     first = llama_gen.generate(LONG_ANSWER, max_new_tokens=10)
     assert llama_gen.generate(LONG_ANSWER, max_new_tokens=10) == first  # all but one prompt token cached

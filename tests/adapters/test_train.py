@@ -266,3 +266,98 @@ def test_default_settings_on_the_acme_glossary(smollm_model_config, tmp_path):
     reg, result = _learn(smollm_model_config, tmp_path, 20)
     print("\n".join(result.summary_lines()))
     assert result.metrics["adapter"]["accuracy"] >= result.metrics["base"]["accuracy"] + 0.3
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"time_budget_s": 0},
+            "time_budget_s must be a positive integer of seconds (e.g. 900) or None, got 0",
+        ),
+        ({"time_budget_s": "15m"}, "time_budget_s must be a positive integer"),
+        ({"time_budget_s": 30}, "time_budget_s must be at least 60 seconds"),
+    ],
+)
+def test_the_time_budget_is_validated_naming_the_field(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**kwargs)
+    assert message in str(err.value)
+
+
+def test_the_default_retrain_has_a_15_minute_budget_that_max_steps_overrides():
+    assert TrainConfig().time_budget_s == 900 and TrainConfig(time_budget_s=None).time_budget_s is None
+
+
+def test_fit_steps_fits_training_and_its_evaluations_in_the_budget():
+    from adapters.budget import fit_steps
+
+    # 80 steps of 1 s and an evaluation of 10 s every 50 steps (and at the end): 80 + 2 x 10 = 100.
+    assert fit_steps(100, 1.0, 10.0, planned=1000, eval_every=50) == (80, 100.0)
+    assert fit_steps(100, 1.0, 0.0, planned=30, eval_every=10) == (30, 30.0)  # what epochs ask fits
+    assert fit_steps(1, 5.0, 5.0, planned=10, eval_every=5) == (1, 10.0)  # nothing fits: one step
+    assert fit_steps(50, 1.0, 0.0, planned=100, eval_every=100, done=20) == (70, 50.0)  # a resumed run
+
+
+def test_the_evaluation_sample_covers_every_term_it_can():
+    from adapters.budget import MIN_EVAL_QUESTIONS, eval_questions, sample_questions
+    from adapters.dataset import Question
+
+    questions = [Question(t, f"{t} {k}?", f"tpl{k}", "def") for t in "abcdefghij" for k in range(2)]
+    picked = sample_questions(questions, 10, seed=3)
+    assert sorted(q.term for q in picked) == list("abcdefghij")  # one of each term before any second
+    assert picked == [q for q in questions if q in picked]  # in their order
+    assert sample_questions(questions, 99) == questions
+    # 30% of the time left, at 1 s an answer, 2 models and retrieval (RAG_ANSWER_COST 2, twice): 6 s each.
+    assert eval_questions(100, 1.0, models=2, rag=True, total=160) == MIN_EVAL_QUESTIONS
+    assert eval_questions(1000, 1.0, models=2, rag=True, total=160) == 50
+    assert eval_questions(1000, None, models=2, rag=True, total=160) == 160  # nothing measured: all
+
+
+def test_a_time_budget_cuts_the_steps_to_what_fits_from_a_measured_step_time(tiny_phi3, tmp_path):
+    import math
+
+    base, tokenizer = tiny_phi3
+    ds = build_dataset(write_glossary(tmp_path / "g.jsonl", TINY_GLOSSARY))
+    cfg = TrainConfig(epochs=100, batch_size=4, time_budget_s=None)  # the budget is train_lora's own here
+    seen = []
+    out = train_lora(
+        cfg, copy.deepcopy(base), tokenizer, ds, tmp_path / "work", seen.append, time_budget_s=2.0
+    )
+    plan = out.plan
+    per_epoch = math.ceil(len(ds.train) / cfg.batch_size)
+    assert plan["planned"] == 100 * per_epoch and 1 <= plan["steps"] < plan["planned"]
+    assert plan["step_s"] > 0 and out.steps <= plan["steps"]  # early stopping may end it sooner
+    # What it planned fits: its steps at the measured step time, and an evaluation per epoch begun.
+    evals = math.ceil(plan["steps"] / per_epoch)
+    assert plan["steps"] * plan["step_s"] + evals * plan["eval_s"] <= 2.0 or plan["steps"] == 1
+    first = seen[0]  # said before the first step
+    assert first.stage == "plan" and first.total_steps == plan["steps"] and "measured" in first.message
+    # Steps slower than measured (a busy machine) make the run stop sooner, never later.
+    assert 1 <= [p.total_steps for p in seen if p.stage == "train"][-1] <= plan["steps"]
+
+
+def test_a_retrain_told_to_stop_mid_training_registers_nothing(tiny_phi3_dir, tmp_path):
+    from adapters.pipeline import retrain
+    from adapters.train import TrainingCancelled
+
+    reg = AdapterRegistry(tmp_path / "adapters")
+    model_cfg = ModelConfig(base_model=str(tiny_phi3_dir), device="cpu", cache_dir=tmp_path / "models")
+    cfg = TrainConfig(name="tiny", max_steps=500, batch_size=4, self_distill_general=False)
+    steps = []
+
+    def progress(p):
+        if p.stage == "train" and p.loss is not None:
+            steps.append(p.step)
+
+    with pytest.raises(TrainingCancelled, match="cancelled"):
+        retrain(
+            model_cfg,
+            cfg,
+            reg,
+            glossary=write_glossary(tmp_path / "g.jsonl", TINY_GLOSSARY),
+            progress=progress,
+            should_stop=lambda: len(steps) >= 3,
+        )
+    assert 3 <= steps[-1] < 10  # stopped at the next step it reached, far from 500
+    assert reg.list() == [] and reg.current() is None

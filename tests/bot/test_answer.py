@@ -2,6 +2,8 @@
 
 from types import SimpleNamespace
 
+import pytest
+
 from bot.answer import IDK, QUOTE_PREFIX, AnswerStream, Source, ground, is_idk, ungrounded
 from indexers.facts import Fact
 
@@ -155,3 +157,113 @@ def test_hits_already_retrieved_are_answered_from_as_they_are(acme_services):
     cited = handed.result().sources  # only what the answer stands on, and only from the handed hits
     assert {(s.file, s.section) for s in cited} <= {(h.file, h.section) for h in best}
     own.result()  # finish the other generation too
+
+
+def test_a_question_over_the_cap_is_refused_before_retrieval_or_the_model():
+    import time
+
+    from bot.answer import Answerer, too_long
+
+    # No retriever and no model at all: touching either would raise, so the refusal needs neither.
+    answerer = Answerer(retriever=None, generator=None, max_question_chars=4000)
+    started = time.perf_counter()
+    answer = answerer.answer("How long is the pairing? " * 39_999 + "How long is the pairing?!")  # 1 MB
+    assert time.perf_counter() - started < 1
+    assert answer.refused and answer.sources == [] and answer.adapter is None
+    assert "1,000,000 characters" in answer.text and "up to 4,000" in answer.text
+    assert too_long("x" * 4000, 4000) is None and too_long("x" * 4001, 4000)
+
+
+def test_the_cli_refuses_a_question_over_max_question_chars(acme_services):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    assert acme_services.answerer.max_question_chars == acme_services.settings.max_question_chars == 4000
+    result = CliRunner().invoke(main, ["ask", "why" * 2000], obj={"services": acme_services})
+    assert result.exit_code == 0, result.output
+    assert "6,000 characters" in result.output and "Sources" not in result.output
+
+
+def test_question_names_takes_linear_time_on_a_megabyte():
+    import time
+
+    from bot.answer import question_names
+
+    # Capitalised words used to rescan the whole question before each of them: quadratic, hours for 1 MB.
+    for text in ("Ab " * 333_333, "a. " * 333_333, "What is gc.auto? " * 60_000, "x" * 1_000_000):
+        started = time.perf_counter()
+        question_names(text)
+        assert time.perf_counter() - started < 15, text[:20]  # quadratic took 10 s for 40 KB
+    assert question_names("Is it on? Windows. And Linux, too") == ["Linux"]  # the same rules as before
+
+
+@pytest.fixture(scope="module")
+def small_context(acme_services):
+    """The acme answerer's engine with a 1,024-token context: small enough for a thread to overflow it."""
+    from dataclasses import replace
+
+    from adapters.llamacpp import LlamaCppGenerator
+
+    big = acme_services.generator
+    return LlamaCppGenerator(replace(big.cfg, context_tokens=1024), big.model_file)
+
+
+def _small_answerer(acme_services, generator):
+    from bot.answer import Answerer
+
+    s = acme_services.settings
+    return Answerer(
+        acme_services.retriever,
+        generator,
+        min_similarity=s.min_similarity,
+        top_k=s.top_k,
+        max_new_tokens=16,
+        select_facts=acme_services.select_facts,
+        max_question_chars=s.max_question_chars,
+    )
+
+
+def test_a_long_thread_and_question_are_cut_to_the_context_and_still_answered(acme_services, small_context):
+    from bot.answer import EVIDENCE_CHUNKS, _trim_history
+
+    answerer = _small_answerer(acme_services, small_context)
+    question = "How long does the Quillmate pairing last for a new starter?"
+    answerer.retriever.reopen()
+    hits = answerer.retriever.retrieve(question, top_k=EVIDENCE_CHUNKS)  # the question's own evidence
+    long_question = question + " i am new here and want to be sure how this works before i start," * 34
+    assert len(long_question) < 4000  # under the cap: this one must be answered
+    history = []
+    for i in range(3):
+        history.append(
+            {"role": "user", "content": f"question {i}: " + "who do i ask about my first days? " * 6}
+        )
+        history.append(
+            {"role": "assistant", "content": f"answer {i}: " + "ask your lead, then read the handbook. " * 5}
+        )
+    limit = small_context.context_tokens - 16
+
+    stream = answerer.stream(long_question, history=history, hits=hits)
+    sent = stream.messages
+    assert small_context.count_tokens(sent) <= limit  # what the model read fits, its answer beside it
+    everything = [sent[0], *_trim_history(history), sent[-1]]
+    assert small_context.count_tokens(everything) > limit  # the whole thread with it would not
+    kept = sent[1:-1]
+    assert 0 < len(kept) < len(history) and kept == history[-len(kept) :]  # the oldest turns went first
+    assert kept[0]["role"] == "user" and len(stream.facts) == 3  # the evidence was all kept
+    answer = stream.result()
+    assert not stream.refused and answer.text.strip() and answer.sources
+
+
+def test_a_question_too_long_for_the_context_is_refused_without_the_model(acme_services, small_context):
+    from bot.answer import EVIDENCE_CHUNKS
+
+    answerer = _small_answerer(acme_services, small_context)
+    answerer.retriever.reopen()
+    hits = answerer.retriever.retrieve("How long does the Quillmate pairing last?", top_k=EVIDENCE_CHUNKS)
+    digits = "".join(str(i % 10) for i in range(3900))  # under the cap, but one token per digit
+    stream = answerer.stream(f"Which of these is the pairing length: {digits}?", hits=hits)
+    assert stream.refused and stream.messages == []  # no prompt was sent
+    answer = stream.result()
+    assert "too long for my language model" in answer.text and "1,008 fit" in answer.text
+    assert answer.sources == []

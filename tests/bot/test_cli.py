@@ -68,12 +68,40 @@ def test_index_reports_counts_and_a_second_run_embeds_nothing(fresh_home, docs_c
     first = run(["index"], env=env)
     assert first.exit_code == 0, first.output
     assert "  added          6" in first.output
-    assert "    broken.pdf: could not parse PDF" in first.output
+    assert "    broken.pdf: could not read the PDF: Stream has ended unexpectedly" in first.output
     second = run(["index", "--json"], env=env)
     report = json.loads(second.stdout)
     assert report["chunks_embedded"] == 0 and len(report["unchanged"]) == 6
     third = run(["index"], env=env)
     assert "0 embedded (nothing changed)" in third.output
+
+
+def test_index_prints_why_each_file_was_left_out(tmp_path, fresh_home, embed_model, monkeypatch):
+    from bot.config import load_settings
+    from bot.wiring import Services
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "leave.md").write_text("# Leave\n\nEveryone gets 27 days of paid leave a year.\n")
+    (tmp_path / "secret.md").write_text("# Secret\n\nNot for the bot.\n")
+    (docs / "secret.md").symlink_to(tmp_path / "secret.md")
+    (docs / "loop.md").symlink_to("loop.md")
+    with open(docs / "big.txt", "wb") as f:
+        f.truncate(2 << 20)  # 2 MB, sparse
+    monkeypatch.setenv("EXPERTBOT_MAX_FILE_MB", "1")  # the setting reaches the indexer by its env name
+    svc = Services(load_settings(home=fresh_home, docs_dir=docs))
+    svc.__dict__["embed_model"] = embed_model  # the session's embedder (cached_property slot)
+    result = run(["index"], obj={"services": svc})
+    assert result.exit_code == 0, result.output
+    assert "  added          1\n" in result.output and "  skipped        3\n" in result.output
+    assert "    big.txt: too large: 2.0 MB, over the 1 MB limit (max_file_mb)\n" in result.output
+    assert (
+        "    loop.md: symlink loop: following the link leads back to it, never to a file\n" in result.output
+    )
+    assert (
+        "    secret.md: link to a file outside the docs folder; only what is inside it is indexed\n"
+        in result.output
+    )
 
 
 def test_user_errors_are_clean_messages(tmp_path):

@@ -74,7 +74,7 @@ def test_html_sources_link_to_their_heading_or_terms_anchor(docs):
     (docs / "httpd.html").write_text(
         '<html><body><h1 id="top">httpd - the server</h1><h2 id="options">Options <a class="permalink" '
         'href="#options">\u00b6</a></h2><dl><dt><a name="opt-k" id="opt-k">-k</a></dt><dd>Keep alive.</dd>'
-        '<dt>-n</dt><dd>No anchor of its own.</dd></dl><p>More.</p></body></html>'
+        "<dt>-n</dt><dd>No anchor of its own.</dd></dl><p>More.</p></body></html>"
     )
     links = DocLinks(BASE, docs)
     sections = [h for h, _ in load_file(docs / "httpd.html", "httpd.html").sections]

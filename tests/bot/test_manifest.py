@@ -27,6 +27,7 @@ METHOD_SCOPES = {
     "auth.test": set(),
     "chat.postMessage": {"chat:write"},
     "chat.update": {"chat:write"},
+    "chat.delete": {"chat:write"},
     "chat.postEphemeral": {"chat:write"},
     "users.info": {"users:read"},
     "conversations.replies": {"channels:history", "groups:history", "im:history", "mpim:history"},

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
 
 from bot.store import Store
 
-from .slack_fake import ADMIN, PERSON, ack_text, ask, sources_text
+from .slack_fake import ADMIN, PERSON, ack_text, ask, final_update, placeholder_for, sources_text
 
 ACME = Path(__file__).resolve().parents[2] / "examples" / "acme"
 ZORBLAX = """# The Zorblax protocol
@@ -158,3 +160,74 @@ def test_retrain_posts_progress_then_its_metrics_verdict_and_loss_plot(
     edits = [c.params["text"] for c in fake_slack.calls("chat.update", in_channel("CTRAIN"))]
     assert any(re.search(r"step \d of 4 · loss \d+\.\d{3}", t) for t in edits)  # step, loss (and ETA)
     assert job.result["version"] == "terms-v1" and job.result["metrics"]["adapter"]["total"] == 3
+
+
+def copy_services(slack_services, where: Path):
+    """New Services over a copy of slack_services' docs and index, sharing its embedder and LLM: a bot
+    that has just started, with nothing of its own built yet (no Chroma client opened on its index)."""
+    from bot.config import load_settings
+    from bot.wiring import Services
+
+    base = slack_services.settings
+    home, docs = where / "home", where / "docs"
+    shutil.copytree(base.docs_dir, docs)
+    shutil.copytree(base.home / "index", home / "index", ignore=shutil.ignore_patterns("build.lock"))
+    (home / "models").symlink_to((base.home / "models").resolve(), target_is_directory=True)
+    settings = load_settings(home=home, docs_dir=docs, max_new_tokens=base.max_new_tokens, admins=base.admins)
+    services = Services(settings)
+    services.__dict__["embed_model"] = slack_services.embed_model
+    services.__dict__["generator"] = slack_services.generator  # the same engine: no second model load
+    return services
+
+
+def test_warm_up_a_reindex_and_a_question_at_the_same_moment_all_succeed(
+    slack_services, make_app, sim, fake_slack, tmp_path
+):
+    """Issue 13 item 7: /reindex sent in the first seconds after start-up, beside a question, failed in
+    Chroma (two embedded clients created at once for one path). Each round is a fresh start."""
+    for n in range(3):
+        _start_up_round(n, slack_services, make_app, sim, fake_slack, tmp_path)
+
+
+def _start_up_round(n, slack_services, make_app, sim, fake_slack, tmp_path) -> None:
+    services = copy_services(slack_services, tmp_path / f"start-{n}")
+    (services.settings.docs_dir / f"zorblax-{n}.md").write_text(ZORBLAX)
+    app = make_app(services, store=Store(tmp_path / f"bot-{n}.sqlite3"))
+    event = sim.mention_event("What are the support tiers?", user=PERSON, channel=f"CASK{n}")
+    reindex = sim.command("/reindex", "", user=ADMIN, channel=f"CJOB{n}")
+    go, acks = threading.Barrier(3), {}
+
+    def at_once(name, call):
+        go.wait()
+        acks[name] = call()
+
+    calls = {
+        "warm": services.warm_up,
+        "reindex": lambda: app.dispatch(reindex),
+        "ask": lambda: app.dispatch(sim.event(event)),
+    }
+    threads = [threading.Thread(target=at_once, args=item) for item in calls.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert acks["reindex"].status == acks["ask"].status == 200
+    job_id = re.search(r"`(reindex-\w+)`", ack_text(acks["reindex"])).group(1)
+    job = app.expertbot.jobs.wait(job_id, timeout=300)
+    assert (job.state, job.error) == ("succeeded", None), f"round {n}"
+    assert job.result["added"] == [f"zorblax-{n}.md"]
+    placeholder = placeholder_for(fake_slack, event)
+    answer = final_update(fake_slack, event["channel"], placeholder.response["ts"])
+    assert answer.params.get("blocks"), f"round {n}: {answer.params.get('text')}"  # not the apology
+
+
+def test_retrain_says_up_front_how_long_it_will_take(slack_services, make_app, sim, fake_slack, tmp_path):
+    """The job's first message, posted before any work: the default budget, about 15 minutes."""
+    services = copy_services(slack_services, tmp_path)  # no glossary anywhere: the job then fails fast
+    app = make_app(services, store=Store(tmp_path / "bot.sqlite3"))
+    started = ack_text(app.dispatch(sim.command("/retrain-adapter", "", user=ADMIN, channel="CTRAIN")))
+    job_id = re.search(r"`(retrain-\w+)`", started).group(1)
+    first = fake_slack.wait_for("chat.postMessage", in_channel("CTRAIN"), timeout=30)[0].params["text"]
+    assert first.startswith("⏳") and job_id in first
+    assert "about 15 min" in first and "time_budget_s" in first and "ETA 15m 00s" in first
+    assert app.expertbot.jobs.wait(job_id, timeout=120).state == "failed"  # no glossary: said in the channel

@@ -114,7 +114,7 @@ def test_bad_files_are_reported_and_good_versions_kept(tmp_path, docs_copy, embe
     report = indexer.build()
     reasons = dict(report.skipped)
     assert set(reasons) == {"corrupt.pdf", "empty.md", "notes.txt"}
-    assert reasons["corrupt.pdf"].startswith("could not parse PDF")
+    assert reasons["corrupt.pdf"].startswith("could not read the PDF: ")  # pypdf's words, not a RetryError
     assert reasons["empty.md"] == "empty file"
     assert reasons["notes.txt"] == "binary content in a text file"
 

@@ -5,17 +5,19 @@ from slack_sdk import WebClient
 
 from bot.evaluate import qa_eval_for_job
 from bot.slack.context import CONTEXT_KEY
+from bot.slack.delivery import failures_text
 from bot.slack.format import duration, escape
 from bot.slack.jobreport import eval_lines
 from bot.store import JobRecord
 
-from ._admin import admitted, start_job, status, subcommand, unknown
+from ._admin import admitted, cancel, start_job, status, subcommand, unknown
 
 USAGE = (
     "*/reindex* rebuilds the search index from the docs folder. Answers keep using the current index until "
     "the new one is complete.\n"
     "• `/reindex`: start a reindex job (admins only)\n"
     "• `/reindex status`: the latest reindex job\n"
+    "• `/reindex cancel`: stop the running reindex job; answers keep the current index (admins only)\n"
     "• `/reindex help`: this help"
 )
 
@@ -26,19 +28,25 @@ def reindex_callback(ack: Ack, command: dict, context, client: WebClient) -> Non
     if sub == "help":
         ack(text=USAGE)
         return
-    if sub not in ("", "status"):
+    if sub not in ("", "status", "cancel"):
         unknown(ack, sub, USAGE)
         return
     name = "/reindex" + (f" {sub}" if sub else "")
     if not admitted(bot, ack, command, name):
         return
     if sub == "status":
-        status(bot, ack, command, "reindex", name)
+        status(bot, ack, command, "reindex", name, extra=failures_text(bot.store))  # replies Slack lost
+        return
+    if sub == "cancel":
+        cancel(bot, ack, command, "reindex", name)
         return
     services = bot.services
 
     def work(job) -> dict:
-        report = services.indexer.build(progress=lambda done, total: job.progress(done=done, total=total))
+        report = services.indexer.build(
+            progress=lambda done, total: job.progress(done=done, total=total),
+            should_stop=job.cancelled.is_set,  # also between embedding batches of one big file
+        )
         # Only now does the bot switch to the new index; answers during the build used the old one.
         services.reopen_retriever()
         if hasattr(report, "as_dict"):

@@ -11,7 +11,7 @@ from bot.slack.format import duration, escape
 from bot.slack.jobreport import eval_lines
 from bot.store import JobRecord
 
-from ._admin import admitted, start_job, status, subcommand, unknown
+from ._admin import admitted, cancel, start_job, status, subcommand, unknown
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,7 @@ USAGE = (
     "• `/retrain-adapter`: start retraining (admins only)\n"
     "• `/retrain-adapter status`: the latest retraining job, the adapter in use and the last week's 👍/👎\n"
     "• `/retrain-adapter rollback`: go back to the previous adapter (admins only)\n"
+    "• `/retrain-adapter cancel`: stop the running retraining, keeping the current adapter (admins only)\n"
     "• `/retrain-adapter help`: this help"
 )
 
@@ -31,7 +32,7 @@ def retrain_adapter_callback(ack: Ack, command: dict, context, client: WebClient
     if sub == "help":
         ack(text=USAGE)
         return
-    if sub not in ("", "status", "rollback"):
+    if sub not in ("", "status", "rollback", "cancel"):
         unknown(ack, sub, USAGE)
         return
     name = "/retrain-adapter" + (f" {sub}" if sub else "")
@@ -45,20 +46,24 @@ def retrain_adapter_callback(ack: Ack, command: dict, context, client: WebClient
     if sub == "rollback":
         rollback(bot, ack, command, name)
         return
+    if sub == "cancel":
+        cancel(bot, ack, command, "retrain", name)
+        return
 
     def work(job) -> dict:
         def progress(p) -> None:
             training = p.stage == "train"
+            whole = getattr(p, "eta_total_s", None)  # the whole retrain's, when the budget sizes it
             job.progress(
                 done=p.step if training else None,
                 total=p.total_steps if training else None,
                 stage=p.stage,
                 loss=p.loss,
                 message=p.message,
-                eta_s=p.eta_s if training else None,
+                eta_s=whole if whole is not None else (p.eta_s if training else None),
             )
 
-        result = result_dict(services.retrain(progress=progress))
+        result = result_dict(services.retrain(progress=progress, should_stop=job.cancelled.is_set))
         # Scored with the adapter answers use now: the new one if promoted, else the one kept.
         qa = qa_eval_for_job(services, bot.store, job)
         return {**result, "eval": qa} if qa else result
@@ -73,7 +78,25 @@ def retrain_adapter_callback(ack: Ack, command: dict, context, client: WebClient
         work=work,
         summarize=summary,
         attachments=loss_plot,
+        first=up_front(services),
     )
+
+
+def up_front(services) -> dict:
+    """The first message's progress: how long the retrain will take, before anything is measured."""
+    try:
+        cfg = services.settings.train_config()
+    except ValueError:  # a bad EXPERTBOT_RETRAIN: the job itself reports it, naming the field
+        return {}
+    if cfg.max_steps is None and cfg.time_budget_s:
+        return {
+            "stage": "plan",
+            "message": f"starting; sized to take about {round(cfg.time_budget_s / 60)} min (the training "
+            "steps are fitted to EXPERTBOT_RETRAIN's time_budget_s)",
+            "eta_s": cfg.time_budget_s,
+        }
+    steps = f"max_steps={cfg.max_steps}" if cfg.max_steps else f"{cfg.epochs} epochs, no time budget"
+    return {"stage": "plan", "message": f"{steps}: the time it takes shows once training starts"}
 
 
 def current_adapter(services) -> str:
