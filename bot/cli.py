@@ -212,7 +212,11 @@ def doctor(ctx):
     ok = True
     for passed, name, detail in run_checks(ctx.obj.get("settings") or load_settings()):
         ok &= passed
-        click.echo(f"{'ok ' if passed else 'FAIL'} {name}: {detail}")
+        # A warning does not fail the check (the bot runs), but should not read "ok" either.
+        label = "FAIL" if not passed else "WARN" if detail.startswith("warning: ") else "ok "
+        if label == "WARN":
+            detail = detail.removeprefix("warning: ")
+        click.echo(f"{label} {name}: {detail}")
     if not ok:
         ctx.exit(1)
 

@@ -48,6 +48,16 @@ def tiny_phi3(smollm):
 
 
 @pytest.fixture(scope="session")
+def tiny_phi3_dir(tiny_phi3, tmp_path_factory):
+    """The tiny random Phi-3 saved as a local model folder, so it can be loaded (also 4-bit) by path."""
+    model, tokenizer = tiny_phi3
+    path = tmp_path_factory.mktemp("tiny-phi3")
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def bundled_gguf_file():
     from adapters.base import bundled_gguf
 

@@ -59,16 +59,6 @@ def test_train_config_names_the_bad_field(kwargs, message):
     assert message in str(err.value)
 
 
-@pytest.fixture(scope="module")
-def tiny_phi3_dir(tiny_phi3, tmp_path_factory) -> Path:
-    """The tiny random Phi-3 saved as a local model folder, so it can be loaded (also 4-bit) by path."""
-    model, tokenizer = tiny_phi3
-    path = tmp_path_factory.mktemp("tiny-phi3")
-    model.save_pretrained(path, safe_serialization=True)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def test_phi3_lora_wraps_its_fused_layers_and_reloads_identically(tiny_phi3, tmp_path):
     import torch
     from peft import PeftModel

@@ -15,8 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from adapters.config import ModelConfig
 from adapters.registry import AdapterRegistry
 from adapters.train import TrainConfig
@@ -52,15 +50,6 @@ job = runner.start("retrain", work, requested_by="UADMIN", channel="CJOBS")
 runner.wait(job.id)
 print("the retrain finished: it should have been killed", file=sys.stderr)
 """
-
-
-@pytest.fixture(scope="module")
-def tiny_phi3_dir(tiny_phi3, tmp_path_factory) -> Path:
-    model, tokenizer = tiny_phi3
-    path = tmp_path_factory.mktemp("tiny-phi3-kill")
-    model.save_pretrained(path, safe_serialization=True)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def _digests(folder: Path) -> dict[str, str]:

@@ -200,7 +200,10 @@ def test_an_empty_admin_list_warns_at_start_up_and_in_doctor(make_app, tmp_path,
     (warning,) = [r for r in caplog.records if "EXPERTBOT_ADMINS is empty" in r.getMessage()]
     assert warning.levelno == logging.WARNING and "EXPERTBOT_ADMINS=U012AB3CD" in warning.getMessage()
 
-    for admins, expected in (([], "warning: EXPERTBOT_ADMINS is empty"), ([ADMIN], "1 listed")):
+    for admins, expected in (
+        ([], "WARN admins: EXPERTBOT_ADMINS is empty"),
+        ([ADMIN], "ok  admins: 1 listed"),
+    ):
         settings = load_settings(home=tmp_path / "doctor", admins=admins)
         result = CliRunner().invoke(main, ["doctor"], obj={"settings": settings})
         (line,) = [line for line in result.output.splitlines() if " admins: " in line]
