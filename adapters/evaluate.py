@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -216,6 +217,28 @@ def question_phrases(questions: Sequence[Question]) -> list[str]:
     return [" ".join(words(q.key_phrase or key_phrase(q.definition, q.term))) for q in questions]
 
 
+def _answer_rows(model, tokenizer, questions: Sequence[Question], *, max_new_tokens: int, batch_size: int):
+    phrases = question_phrases(questions)
+    answers = answer_questions(
+        model, tokenizer, questions, phrases, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    return [
+        {
+            "term": q.term,
+            "question": q.question,
+            "key_phrase": p,
+            "answer": a,
+            "correct": contains_phrase(a, p),
+        }
+        for q, p, a in zip(questions, phrases, answers, strict=True)
+    ]
+
+
+def _result(rows: list[dict], ppl: float) -> EvalResult:
+    correct = sum(r["correct"] for r in rows)
+    return EvalResult(correct / len(rows) if rows else 0.0, correct, len(rows), ppl, rows)
+
+
 def evaluate_model(
     model,
     tokenizer,
@@ -229,25 +252,10 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     try:
-        phrases = question_phrases(questions)
-        answers = answer_questions(
-            model, tokenizer, questions, phrases, max_new_tokens=max_new_tokens, batch_size=batch_size
-        )
-        rows = [
-            {
-                "term": q.term,
-                "question": q.question,
-                "key_phrase": p,
-                "answer": a,
-                "correct": contains_phrase(a, p),
-            }
-            for q, p, a in zip(questions, phrases, answers, strict=True)
-        ]
-        correct = sum(r["correct"] for r in rows)
-        ppl = perplexity(model, tokenizer, texts)
+        rows = _answer_rows(model, tokenizer, questions, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        return _result(rows, perplexity(model, tokenizer, texts))
     finally:
         model.train(was_training)
-    return EvalResult(correct / len(rows) if rows else 0.0, correct, len(rows), ppl, rows)
 
 
 @contextmanager
@@ -268,33 +276,70 @@ def _merged(peft_model):
 
 
 def compare(
-    peft_model, tokenizer, questions: Sequence[Question], *, current=None, progress=None, **kw
+    peft_model,
+    tokenizer,
+    questions: Sequence[Question],
+    *,
+    current=None,
+    progress=None,
+    deadline: float | None = None,
+    max_new_tokens: int = 96,
+    batch_size: int = 16,
+    texts: Sequence[str] = GENERAL_TEXTS,
 ) -> dict[str, EvalResult]:
     """Base (adapter disabled), the new adapter, and optionally the current adapter, on the same questions.
 
     current: an AdapterRef-like object (name, path) already checked to hold safetensors only; it is
-    loaded next to the new adapter and removed again.
+    loaded next to the new adapter and removed again. The models answer batch by batch, each of them on
+    every batch, so that with a deadline (a time.monotonic() value) the evaluation can stop early and
+    still score all models on the same questions: a batch is not started when the last one's pace says it
+    would end past the deadline (the first always runs). Why: the pace measured before training is not
+    the pace after it on a shared machine, and a retrain has to end in its time budget.
+    progress(questions_done, questions_total) after each batch.
     """
-    results: dict[str, EvalResult] = {}
-    steps = ["base", "adapter"] + (["current"] if current is not None else [])
-    for n, which in enumerate(steps, 1):
-        if progress:
-            progress(which, n, len(steps))
-        if which == "base":
-            with peft_model.disable_adapter():
-                results["base"] = evaluate_model(peft_model, tokenizer, questions, **kw)
-        elif which == "adapter":
-            with _merged(peft_model):
-                results["adapter"] = evaluate_model(peft_model, tokenizer, questions, **kw)
-        else:
-            active = peft_model.active_adapter
-            peft_model.load_adapter(str(current.path), adapter_name="current", is_trainable=False)
-            try:
-                peft_model.set_adapter("current")
-                with _merged(peft_model):
-                    results["current"] = evaluate_model(peft_model, tokenizer, questions, **kw)
-            finally:
-                peft_model.set_adapter(active)
-                peft_model.delete_adapter("current")
-        log.info("%s: %s", which, results[which].summary())
-    return results
+    names = ["base", "adapter"] + (["current"] if current is not None else [])
+    active = peft_model.active_adapter
+    if current is not None:
+        peft_model.load_adapter(str(current.path), adapter_name="current", is_trainable=False)
+    rows: dict[str, list[dict]] = {n: [] for n in names}
+    was_training = peft_model.training
+    peft_model.eval()
+    try:
+        done, round_s = 0, 0.0
+        while done < len(questions):
+            if deadline is not None and done and time.monotonic() + round_s > deadline:
+                log.info("time budget: evaluating on the first %d of %d questions", done, len(questions))
+                break
+            part = questions[done : done + batch_size]
+            began = time.monotonic()
+            for which in names:
+                with _as_model(peft_model, which, active):
+                    rows[which] += _answer_rows(
+                        peft_model, tokenizer, part, max_new_tokens=max_new_tokens, batch_size=batch_size
+                    )
+            round_s, done = time.monotonic() - began, done + len(part)
+            if progress:
+                progress(done, len(questions))
+        results = {}
+        for which in names:
+            with _as_model(peft_model, which, active):
+                results[which] = _result(rows[which], perplexity(peft_model, tokenizer, texts))
+            log.info("%s: %s", which, results[which].summary())
+        return results
+    finally:
+        peft_model.train(was_training)
+        if current is not None:
+            peft_model.set_adapter(active)
+            peft_model.delete_adapter("current")
+
+
+@contextmanager
+def _as_model(peft_model, which: str, active: str):
+    """The model compare() scores: the base (adapter disabled), the new adapter or the current one, merged."""
+    if which == "base":
+        with peft_model.disable_adapter():
+            yield
+        return
+    peft_model.set_adapter("current" if which == "current" else active)
+    with _merged(peft_model):
+        yield

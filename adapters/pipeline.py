@@ -233,8 +233,8 @@ def retrain(
     if budget:
         end[0] = time.monotonic() + after
 
-    def eval_progress(which: str, n: int, total: int) -> None:
-        report("evaluate", f"evaluating {which} ({n}/{total})", step=n, total_steps=total)
+    def eval_progress(n: int, total: int) -> None:
+        report("evaluate", f"evaluating base and adapters ({n}/{total} questions)", step=n, total_steps=total)
 
     results = compare(
         outcome.model,
@@ -242,9 +242,15 @@ def retrain(
         questions,
         current=current.ref() if same_base else None,
         progress=eval_progress,
+        # What is left once the candidate's answers with retrieval and registering are counted: training
+        # kept its share, but the machine may have slowed down since the evaluation was sized.
+        deadline=started + budget - rag_s - 20.0 if budget else None,
         max_new_tokens=train_cfg.eval_max_new_tokens,
         batch_size=train_cfg.eval_batch_size,
     )
+    if results["base"].total < len(questions):
+        questions = questions[: results["base"].total]
+        report("evaluate", f"the time budget held {len(questions)} held-out questions for each model")
     metrics = {k: v.summary() for k, v in results.items()}
     if same_base:
         reference, ref_name = metrics["current"], f"current adapter {current.name}"
@@ -258,9 +264,9 @@ def retrain(
 
         report("evaluate", "scoring answers with retrieval with the new adapter")
         candidate = AdapterRef(f"{train_cfg.name}-candidate", outcome.adapter_dir)
-        rag = {"reference": rag_before, "adapter": rag_eval(candidate, questions)}
-        if rag["adapter"] is None:  # the index went away since the reference was scored
-            rag = None
+        scored = rag_eval(candidate, questions)
+        # The reference on the same questions: compare() may have stopped at a prefix of them.
+        rag = None if scored is None else {"reference": _first(rag_before, scored), "adapter": scored}
     if rag_eval is not None:
         metrics["rag"] = rag or {"skipped": "no index to answer from yet"}
     verdict = decide(metrics["adapter"], reference, ref_name, gate, rag=rag)
@@ -322,3 +328,13 @@ def _time_answers(model, tokenizer, questions, cfg: TrainConfig) -> float:
         batch_size=cfg.eval_batch_size,
     )
     return (time.monotonic() - started) / max(len(batch), 1)
+
+
+def _first(figures: dict, like: dict) -> dict:
+    """figures (a rag_eval result) recounted on the first questions `like` was scored on, where both say
+    which answers were right (their "right" lists)."""
+    right, n = figures.get("right"), len(like.get("right") or ())
+    if not right or not n or n >= len(right):
+        return figures
+    correct = sum(right[:n])
+    return {**figures, "accuracy": correct / n, "correct": correct, "total": n, "right": right[:n]}

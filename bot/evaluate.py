@@ -117,7 +117,8 @@ def evaluate(
             else:
                 answered += 1
                 idk_answerable += said_idk
-                correct += contains_all(answer.text, item)
+                record["correct"] = contains_all(answer.text, item)
+                correct += record["correct"]
         record["latency_s"] = round(time.perf_counter() - started, 3)
         latencies.append(record["latency_s"])
         if out is not None:
@@ -173,16 +174,25 @@ def rag_scorer(services):
                 for n, (q, phrase) in enumerate(zip(questions, phrases, strict=True))
             ]
         spec = "none" if ref is None else str(ref.path)
-        figures = evaluate(services.answerer, items, generate=True, adapter=spec)
-        correct, total = (int(x) for x in figures["answers_right"].split("/"))
+        records = _Records()
+        figures = evaluate(services.answerer, items, generate=True, adapter=spec, out=records)
+        right = [bool(r["correct"]) for r in records if "correct" in r]
         return {
             "accuracy": figures["answer_accuracy"],
-            "correct": correct,
-            "total": total,
+            "correct": sum(right),
+            "total": len(right),
+            "right": right,  # per question, in order: the pipeline compares prefixes when time ran short
             "qa": Path(qa).name if qa else "held-out glossary questions",
         }
 
     return score
+
+
+class _Records(list):
+    """evaluate()'s `out`, kept as dicts instead of written as JSON lines."""
+
+    def write(self, line: str) -> None:
+        self.append(json.loads(line))
 
 
 def _pct(values: list[float], pct: int) -> float:

@@ -351,3 +351,55 @@ def test_a_retrain_told_to_stop_mid_training_registers_nothing(tiny_phi3_dir, tm
         )
     assert 3 <= steps[-1] < 10  # stopped at the next step it reached, far from 500
     assert reg.list() == [] and reg.current() is None
+
+
+def test_compare_stops_at_its_deadline_with_every_model_scored_on_the_same_questions(tiny_phi3, tmp_path):
+    """The evaluation after training keeps to the time budget: past the deadline no new batch starts, and
+    base, new and current adapter are each scored on the same first questions."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from adapters.evaluate import compare
+    from adapters.generate import AdapterRef
+
+    base, tokenizer = tiny_phi3
+    questions = build_dataset(write_glossary(tmp_path / "g.jsonl", TINY_GLOSSARY)).questions
+    assert len(questions) > 2
+    lora = LoraConfig(r=4, target_modules=["qkv_proj", "o_proj"], init_lora_weights=False)
+    torch.manual_seed(1)
+    get_peft_model(copy.deepcopy(base), lora).save_pretrained(tmp_path / "current")
+    model = get_peft_model(copy.deepcopy(base), lora)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    current = AdapterRef("current-v1", tmp_path / "current")
+    kw = dict(current=current, max_new_tokens=4, batch_size=2, texts=["A short text to score."])
+
+    seen = []
+    full = compare(model, tokenizer, questions, progress=lambda n, total: seen.append((n, total)), **kw)
+    models = ["base", "adapter", "current"]
+    assert {k: r.total for k, r in full.items()} == dict.fromkeys(models, len(questions))
+    assert seen[-1] == (len(questions), len(questions))
+
+    cut = compare(model, tokenizer, questions, deadline=time.monotonic(), **kw)
+    assert {k: r.total for k, r in cut.items()} == dict.fromkeys(models, 2)
+    for which in cut:  # the same questions, answered as the full run answered them (greedy)
+        assert [r["question"] for r in cut[which].answers] == [q.question for q in questions[:2]]
+        assert cut[which].answers == full[which].answers[:2]
+    assert (
+        full["adapter"].answers != full["base"].answers
+        or full["current"].perplexity != full["base"].perplexity
+    )
+    # The current adapter was removed again and the weights are as they were (merges undone).
+    assert list(model.peft_config) == ["default"]
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.allclose(before[k], after[k], atol=1e-5) for k in before)
+
+
+def test_the_reference_with_retrieval_is_recounted_on_the_questions_the_candidate_answered():
+    from adapters.pipeline import _first
+
+    reference = {"accuracy": 0.75, "correct": 3, "total": 4, "right": [True, False, True, True], "qa": "x"}
+    cut = _first(reference, {"right": [False, False]})
+    assert cut == {"accuracy": 0.5, "correct": 1, "total": 2, "right": [True, False], "qa": "x"}
+    assert _first(reference, {"right": [True] * 4}) is reference  # nothing was cut
+    assert _first({"accuracy": 0.5, "correct": 1, "total": 2}, {"right": [True]})["total"] == 2  # no lists
