@@ -239,25 +239,6 @@ def _result(rows: list[dict], ppl: float) -> EvalResult:
     return EvalResult(correct / len(rows) if rows else 0.0, correct, len(rows), ppl, rows)
 
 
-def evaluate_model(
-    model,
-    tokenizer,
-    questions: Sequence[Question],
-    *,
-    max_new_tokens: int = 96,
-    batch_size: int = 16,
-    texts: Sequence[str] = GENERAL_TEXTS,
-) -> EvalResult:
-    """Terminology accuracy (answer contains the key phrase) and general perplexity of `model` as it is."""
-    was_training = model.training
-    model.eval()
-    try:
-        rows = _answer_rows(model, tokenizer, questions, max_new_tokens=max_new_tokens, batch_size=batch_size)
-        return _result(rows, perplexity(model, tokenizer, texts))
-    finally:
-        model.train(was_training)
-
-
 @contextmanager
 def _merged(peft_model):
     """Merge LoRA into the weights while evaluating: unmerged LoRA made CPU generation ~2.5x slower.

@@ -268,7 +268,9 @@ def retrain(
         # The reference on the same questions: compare() may have stopped at a prefix of them.
         rag = None if scored is None else {"reference": _first(rag_before, scored), "adapter": scored}
     if rag_eval is not None:
-        metrics["rag"] = rag or {"skipped": "no index to answer from yet"}
+        # The per-question lists served the recount; the stored figures stay summaries.
+        kept = {side: {k: v for k, v in fig.items() if k != "right"} for side, fig in (rag or {}).items()}
+        metrics["rag"] = kept or {"skipped": "no index to answer from yet"}
     verdict = decide(metrics["adapter"], reference, ref_name, gate, rag=rag)
     if rag_eval is not None and rag is None:
         verdict.reasons.append("answers with retrieval not compared: there is no index yet")
