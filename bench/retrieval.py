@@ -8,7 +8,9 @@ it bounds what any vector store could save.
 
 At scale (issue 4's goal: p95 of at most 50 ms at 100k chunks) the same two retrievers run over
 synthetic corpora written and indexed as bench/synthetic.py describes; the baseline gets the very same
-chunks and vectors. Last, the acme queries run in child processes with OMP_WAIT_POLICY unset and set
+chunks and vectors. On the same index (issue 15's goal: at most 1.5x), ours with a scope filter that
+lets a tenth of the chunks through, against no filter, and hit@5 on questions answered by allowed chunks.
+Last, the acme queries run in child processes with OMP_WAIT_POLICY unset and set
 to PASSIVE, alternating, to decide the bot's default (OpenMP reads it once, when torch loads it).
 """
 
@@ -123,7 +125,7 @@ def at_scale(ctx: Context, chunks: int) -> list[Row]:
     label = f"{chunks // 1000}k"
     docs = synthetic.write_corpus(ctx.tmp(f"synthetic-{label}") / "docs", sentences, tokens, chunks)
     settings = load_settings(home=ctx.tmp(f"synthetic-{label}-home"), docs_dir=docs)
-    cfg = dataclasses.replace(settings.index_config(), show_progress=False)
+    cfg = dataclasses.replace(settings.index_config(), show_progress=False, scopes=synthetic.SCOPES)
     fake = synthetic.make_embedder(emb, vectors)
     store = GenerationStore(cfg)
     rss0 = rss_mb()
@@ -203,8 +205,63 @@ def at_scale(ctx: Context, chunks: int) -> list[Row]:
             "in both",
         ),
     ]
-    del baseline, base_retriever, nodes, fake
+    del baseline, base_retriever, nodes
+    rows += scope_filter(ctx, retriever, fake.recorded, qs, top_k, label)
+    del fake
     return rows
+
+
+def scope_filter(ctx: Context, retriever, recorded: list, qs: list[str], top_k: int, label: str) -> list[Row]:
+    """The same Retriever with allowed=synthetic.ALLOWED (a tenth of the chunks) and with allowed=None,
+    alternating per question; then hit@5 of both on questions whose answer is an allowed chunk."""
+    from . import synthetic
+
+    allowed = synthetic.ALLOWED
+    calls = {"filtered": allowed, "unfiltered": None}
+    for q in qs[:3]:  # the first filtered question also builds the generation's BM25 scope codes
+        retriever.retrieve(q, top_k=top_k, allowed=allowed)
+    settle_heap()
+    ms: dict[str, list[float]] = {name: [] for name in calls}
+    leaked = 0
+    for n, q in enumerate(qs * (1 if ctx.quick else 3)):
+        for name in ["filtered", "unfiltered"] if n % 2 else ["unfiltered", "filtered"]:
+            with Timer() as t:
+                got = retriever.retrieve(q, top_k=top_k, allowed=calls[name])
+            ms[name].append(t.seconds * 1000)
+            if name == "filtered":
+                leaked += sum(not allowed & set(h.scopes) for h in got)
+    probes = synthetic.scope_probes(recorded)
+    found = {name: 0 for name in calls}
+    for query, needles in probes:
+        for name, scope in calls.items():
+            hits = retriever.retrieve(query, top_k=5, allowed=scope)
+            found[name] += any(all(s in h.text for s in needles) for h in hits)
+    p = percentile
+    ratios = {q: p(ms["filtered"], q) / p(ms["unfiltered"], q) for q in (50, 95)}
+    say(
+        f"  {label} scope filter ({len(ms['filtered'])} queries each): filtered p50/p95 "
+        f"{p(ms['filtered'], 50):.1f}/{p(ms['filtered'], 95):.1f} ms, unfiltered "
+        f"{p(ms['unfiltered'], 50):.1f}/{p(ms['unfiltered'], 95):.1f} ms, filtered/unfiltered "
+        f"{ratios[50]:.2f}x / {ratios[95]:.2f}x (goal <= 1.5x); hit@5 on {len(probes)} allowed answers "
+        f"{found['filtered']}/{len(probes)} filtered, {found['unfiltered']}/{len(probes)} unfiltered; "
+        f"hits outside the allowed scope: {leaked} ({load_note()})"
+    )
+    note = "allowed: a tenth of the chunks; baseline: the same Retriever unfiltered, alternating"
+    hit_note = f"{len(probes)} questions answered by allowed chunks"
+    times = [
+        Row(
+            NAME,
+            f"{label}: scope filter, p{q}",
+            p(ms["filtered"], q),
+            p(ms["unfiltered"], q),
+            "ms",
+            False,
+            note,
+        )
+        for q in (50, 95)
+    ]
+    hits = (found["filtered"] / len(probes), found["unfiltered"] / len(probes))
+    return [*times, Row(NAME, f"{label}: scope filter, hit@5", *hits, "", True, hit_note)]
 
 
 CHILD = """

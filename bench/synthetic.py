@@ -7,6 +7,9 @@ one thing) with two of them swapped for random ones (so no two chunks are alike)
 the normalised mean of its sentences' vectors. The chunks are written as Markdown files, one section
 per chunk, and indexed by our own Indexer.build (chunking, Chroma, BM25, manifest, pointer), with
 SentenceVectors standing in for the embedder only at build time. Queries use the real embedder.
+
+Scopes (issue 15): every tenth file is in scope "team", the others in "rest", so that a question allowed
+"team" may draw on a tenth of the chunks, spread through the corpus.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ SENTENCES = 2000
 CHUNKS_PER_FILE = 100
 CHUNK_TOKENS = 120  # body tokens per chunk, +<60 for the last sentence: one section stays one chunk at 180
 SPLIT = re.compile(r"(?<=[.!?])\s+")
+SCOPES = {"team": ("doc-*0.md",), "rest": ("doc-*[1-9].md",)}
+ALLOWED = frozenset({"team"})
 
 
 def source_sentences(limit: int = SENTENCES, seed: int = 7) -> list[str]:
@@ -133,3 +138,21 @@ def make_embedder(real_embed_model, vectors: dict[str, list[float]]):
             return self._get_query_embedding(query)
 
     return SentenceVectors(real_embed_model, vectors)
+
+
+def scope_probes(recorded: list, count: int = 50, seed: int = 5) -> list[tuple[str, tuple[str, str]]]:
+    """Questions whose answer is in an allowed ("team") chunk: two of its sentences, asked together; a hit
+    is a chunk that holds both. `recorded`: the (text, vector) pairs the build embedded."""
+    rng = random.Random(seed)
+    allowed = []
+    for text, _ in recorded:
+        topic = re.match(r"Topic (\d+)\n", text)
+        if topic and int(topic.group(1)) // CHUNKS_PER_FILE % 10 == 0:
+            sentences = SPLIT.split(text.split("\n", 1)[1].strip())
+            if len(sentences) >= 4:
+                allowed.append(sentences)
+    probes = []
+    for sentences in rng.sample(allowed, min(count, len(allowed))):
+        pair = tuple(rng.sample(sentences[1:-1], 2))
+        probes.append((" ".join(pair), pair))
+    return probes

@@ -40,6 +40,7 @@ class Source:
     section: str
     score: float
     url: str | None = None
+    scopes: tuple[str, ...] = ()  # the document's scopes ([scopes] in expertbot.toml); (): public
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Answer:
     adapter: str | None = None
     refused: bool = False
     evidence: list[str] = field(default_factory=list)  # the cited text the answer stands on
+    correction: object | None = None  # the expert's correction it gives (bot.corrections.Correction)
 
     def as_dict(self) -> dict:
         return {
@@ -140,6 +142,7 @@ class Answerer:
         resolve_adapter: Callable = _default_adapter,
         select_facts: Callable | None = None,
         max_question_chars: int | None = None,
+        find_correction: Callable | None = None,
     ):
         self.retriever = retriever
         self.generator = generator
@@ -151,8 +154,26 @@ class Answerer:
         )
         self.select_facts = select_facts  # (question, hits, n) -> [Fact]; None: whole chunks go to the model
         self.max_question_chars = max_question_chars  # longer questions are refused; None: no cap
+        # (question, its vector or None, allowed) -> (Correction, similarity) | None: an expert's answer
+        self.find_correction = find_correction
 
-    def stream(
+    def stream(self, question: str, *, retrieval: bool = True, allowed=None, history=None, **kw):
+        """The answer from the docs, or from an expert's correction of this question (bot/corrected.py)
+        where one matches and may be used here."""
+        docs = self._stream(question, retrieval=retrieval, allowed=allowed, history=history, **kw)
+        if not (retrieval and self.find_correction) or too_long(question, self.max_question_chars):
+            return docs
+        hits = getattr(docs, "_hits", None)
+        # The question's own vector, when the retrieval query was the question alone (no thread before).
+        vector = getattr(hits, "query_vector", None) if not history else None
+        found = self.find_correction(question.strip(), vector, allowed)
+        if found is None:
+            return docs
+        from .corrected import CorrectedStream
+
+        return CorrectedStream(None if docs.refused else docs, *found)
+
+    def _stream(
         self,
         question: str,
         *,
@@ -160,9 +181,12 @@ class Answerer:
         retrieval: bool = True,
         adapter: str | None = None,
         hits=None,
+        allowed: frozenset[str] | None = None,
     ) -> AnswerStream:
         """hits: what the retriever already returned for this question (bot.evaluate scores them too); used
-        instead of retrieving again when there are enough of them (EVIDENCE_CHUNKS)."""
+        instead of retrieving again when there are enough of them (EVIDENCE_CHUNKS).
+        allowed: the scopes the asker may read here (bot.scopes.Access); None: every document. Retrieval
+        filters by it before ranking, so nothing else here (facts, citations, "I don't know") sees more."""
         refusal = too_long(question, self.max_question_chars)
         if refusal:
             return AnswerStream([], None, None, text=refusal)
@@ -182,7 +206,8 @@ class Answerer:
         wanted = max(self.top_k, EVIDENCE_CHUNKS) if self.select_facts else self.top_k
         if hits is None or len(hits) < wanted:
             self.retriever.reopen()  # cheap; follows a reindex that finished since the last question
-            hits = self.retriever.retrieve(_retrieval_query(question, history), top_k=wanted)
+            query = _retrieval_query(question, history)
+            hits = self.retriever.retrieve(query, top_k=wanted, allowed=allowed)
         hits, best = hits[:wanted], hits[: self.top_k]
         if (
             not best
@@ -346,7 +371,9 @@ def cite(hits) -> list[Source]:
         key = (hit.file, hit.section)
         if key not in seen:
             seen.add(key)
-            sources.append(Source(hit.file, hit.section, hit.similarity, hit.url))
+            sources.append(
+                Source(hit.file, hit.section, hit.similarity, hit.url, tuple(getattr(hit, "scopes", ())))
+            )
     return sources
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 
 import click
@@ -23,6 +24,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from adapters.registry import RegistryError
     from indexers import IndexBuildError, StoreError
 
+    from .corrections import CorrectionError
     from .evaluate import QAFileError
     from .slack.serve import SlackSetupError
     from .wiring import AdapterNotFoundError
@@ -37,6 +39,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         GlossaryError,
         RegistryError,
         QAFileError,
+        CorrectionError,
         SlackSetupError,
         ModelSetupError,
     )
@@ -106,8 +109,12 @@ def index(ctx, docs_dir, full, as_json):
     click.echo(f"  {'skipped':<10}{len(report.skipped):>6}")
     for file, reason in report.skipped:
         click.echo(f"    {file}: {reason}")
-    note = " (nothing changed)" if report.chunks_embedded == 0 else ""
+    note = " (nothing changed)" if report.chunks_embedded == 0 and not report.rescoped else ""
     click.echo(f"  {'chunks':<10}{report.chunks_total:>6}   {report.chunks_embedded} embedded{note}")
+    from .scopes import index_report_lines
+
+    for line in index_report_lines(report.as_dict()):
+        click.echo(f"  {line}")
 
 
 def _file_progress():
@@ -126,13 +133,45 @@ def _file_progress():
     return report
 
 
+def _slack_id(kind: str, prefixes: str):
+    def check(_ctx, param, value):
+        if value is not None and not re.fullmatch(f"[{prefixes}][A-Z0-9]+", value):
+            raise click.BadParameter(f"Slack {kind} ids look like {prefixes[0]}0123ABCD, not {value!r}")
+        return value
+
+    return check
+
+
+def as_someone(command):
+    """--channel and --user: ask as that person there, under the [scopes] rules (bot/scopes.py)."""
+    command = click.option(
+        "--user",
+        default=None,
+        metavar="U…",
+        callback=_slack_id("user", "UW"),
+        help="Ask as this Slack user (with no --channel: in a DM).",
+    )(command)
+    return click.option(
+        "--channel",
+        default=None,
+        metavar="C…",
+        callback=_slack_id("channel", "CGD"),
+        help="Ask in this Slack channel. With neither option: an admin's view of every document.",
+    )(command)
+
+
+def _say_access(access) -> None:
+    click.echo(f"access: {access.why}", err=True)
+
+
 @main.command()
 @click.argument("question")
+@as_someone
 @click.option("--json", "as_json", is_flag=True, help="Print {answer, sources, adapter} as JSON.")
 @click.option("--no-retrieval", is_flag=True, help="Ask the model alone, without the docs.")
 @click.option("--adapter", default=None, metavar="NAME|none", help="Adapter version, folder, or 'none'.")
 @click.pass_context
-def ask(ctx, question, as_json, no_retrieval, adapter):
+def ask(ctx, question, channel, user, as_json, no_retrieval, adapter):
     """Answer QUESTION from the indexed docs, with sources."""
     if not question.strip():
         raise click.UsageError("QUESTION is empty")
@@ -141,10 +180,17 @@ def ask(ctx, question, as_json, no_retrieval, adapter):
         from indexers import NoIndexError
 
         raise NoIndexError(f"no index in {svc.store.root} yet; run `expertbot index` first")
-    stream = svc.answerer.stream(question, retrieval=not no_retrieval, adapter=adapter)
+    access = svc.access_for(channel, user)
+    stream = svc.answerer.stream(
+        question, retrieval=not no_retrieval, adapter=adapter, allowed=access.allowed
+    )
     if as_json:
-        click.echo(json.dumps(stream.result().as_dict(), indent=2))
+        shown = stream.result().as_dict()
+        if svc.settings.scopes:  # the shape stays as it was where no scopes are set
+            shown["access"] = access.why
+        click.echo(json.dumps(shown, indent=2))
         return
+    _say_access(access)
     answer = stream.result()  # the checked answer, not the raw model text (see answer.ground)
     click.echo(answer.text)
     if answer.sources:
@@ -156,20 +202,30 @@ def ask(ctx, question, as_json, no_retrieval, adapter):
 
 @main.command("eval")
 @click.option("--qa", "qa_file", required=True, type=click.Path(dir_okay=False), help="QA file (JSONL).")
+@as_someone
 @click.option("--out", type=click.File("w"), help="Write one JSON line per answer here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.option("--no-generate", is_flag=True, help="Score retrieval only (fast; no LLM).")
 @click.pass_context
-def evaluate_cmd(ctx, qa_file, out, as_json, no_generate):
+def evaluate_cmd(ctx, qa_file, channel, user, out, as_json, no_generate):
     """Score source hit@1/@5, MRR, answer and refusal accuracy, and latency on a QA file."""
     from tqdm import tqdm
 
     from .evaluate import evaluate, load_qa
 
     items = load_qa(qa_file)
-    answerer = services(ctx).answerer
+    svc = services(ctx)
+    access = svc.access_for(channel, user)
+    _say_access(access)
     with tqdm(total=len(items), desc="eval", unit="q", file=sys.stderr) as bar:
-        report = evaluate(answerer, items, generate=not no_generate, out=out, progress=lambda _: bar.update())
+        report = evaluate(
+            svc.answerer,
+            items,
+            generate=not no_generate,
+            out=out,
+            progress=lambda _: bar.update(),
+            allowed=access.allowed,
+        )
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -222,6 +278,15 @@ def doctor(ctx):
 
 
 @main.command()
+@click.pass_context
+def manifest(ctx):
+    """Print the Slack app manifest for these settings (paste it at api.slack.com/apps)."""
+    from .manifest import app_manifest
+
+    click.echo(app_manifest(services(ctx).settings.scopes), nl=False)
+
+
+@main.command()
 @click.option("--http", is_flag=True, help="Serve Slack's Events API over HTTP instead of Socket Mode.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind in HTTP mode.")
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535))
@@ -237,8 +302,10 @@ def serve(ctx, http, host, port):
 
 
 from .cli_adapters import adapters, retrain  # noqa: E402  (they use services(), defined above)
+from .cli_corrections import corrections  # noqa: E402
 
 main.add_command(retrain)
 main.add_command(adapters)
+main.add_command(corrections)
 
 __all__ = ["Settings", "main"]

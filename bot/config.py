@@ -7,6 +7,7 @@ bad value stops start-up with a message naming the setting and what it accepts.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +22,8 @@ from pydantic_settings import (
 
 from adapters.config import BUNDLED_BASE_MODEL, ModelConfig
 from indexers.config import BUNDLED_EMBED_MODEL, IndexConfig
+
+from .scopes import ScopeRule, check_scope_names, doc_globs
 
 CONFIG_FILE_ENV = "EXPERTBOT_CONFIG"  # path of the TOML file; default ./expertbot.toml if present
 
@@ -72,8 +75,19 @@ class Settings(BaseSettings):
     gate_max_perplexity_increase: float = Field(
         0.05, ge=0, lt=1, description="how much worse general perplexity a new adapter may be (0.05 = 5%)"
     )
+    gate_min_accuracy_gain: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="how far terminology accuracy must beat the reference's to promote (0.05 = 5 points)",
+    )
     admins: Annotated[list[str], NoDecode] = Field(
         [], description="Slack user IDs allowed to run admin commands"
+    )
+    experts: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Slack user IDs (U…/W…) or user groups (S…) whose corrections are approved at once; "
+        "admins count as experts",
     )
     max_concurrent_answers: int = Field(1, ge=1, le=16, description="answers in progress at once")
     answer_queue_size: int = Field(8, ge=0, le=1000, description="answers waiting beyond that; then 'busy'")
@@ -96,6 +110,10 @@ class Settings(BaseSettings):
     docs_url: str | None = Field(
         None, description="base URL where the docs folder is published; sources link to <base>/<path>"
     )
+    scopes: dict[str, ScopeRule] = Field(
+        {},
+        description="[scopes.<name>] tables: docs globs, channels, users, usergroups, guests (bot/scopes.py)",
+    )
     feedback_days: int = Field(
         90, ge=1, le=3650, description="days an answer's question, text and votes are kept for feedback"
     )
@@ -111,7 +129,7 @@ class Settings(BaseSettings):
     )
     slack_api_url: str | None = Field(None, validation_alias=AliasChoices("SLACK_API_URL", "slack_api_url"))
 
-    @field_validator("admins", mode="before")
+    @field_validator("admins", "experts", mode="before")
     @classmethod
     def _split_admins(cls, value):
         if isinstance(value, str):
@@ -124,6 +142,22 @@ class Settings(BaseSettings):
         bad = [v for v in value if not (v[:1] in "UW" and v[1:].isalnum())]
         if bad:
             raise ValueError(f"Slack user IDs look like U012AB3CD; not {', '.join(bad)}")
+        return value
+
+    @field_validator("experts")
+    @classmethod
+    def _check_experts(cls, value: list[str]):
+        bad = [v for v in value if not re.fullmatch(r"[UWS][A-Z0-9]+", v)]
+        if bad:
+            raise ValueError(
+                f"experts are Slack user IDs (U012AB3CD) or user group IDs (S012AB3CD); not {', '.join(bad)}"
+            )
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _check_scopes(cls, value: dict):
+        check_scope_names(value)
         return value
 
     @field_validator("eval_qa", mode="before")
@@ -174,6 +208,7 @@ class Settings(BaseSettings):
             chunk_overlap=self.chunk_overlap,
             top_k=self.top_k,
             max_file_mb=self.max_file_mb,
+            scopes=doc_globs(self.scopes),
             **overrides,
         )
 
@@ -217,6 +252,13 @@ def env_name(field: str) -> str:
     return f"EXPERTBOT_{field.upper()}"
 
 
+def _setting_name(loc: tuple) -> str | None:
+    """A table of expertbot.toml is named as written there: scopes.hr.channels, not EXPERTBOT_SCOPES."""
+    if loc and loc[0] == "scopes":
+        return ".".join(str(part) for part in loc[:3] if not isinstance(part, int)) + " (expertbot.toml)"
+    return None
+
+
 def load_settings(**overrides) -> Settings:
     """Settings from the environment and expertbot.toml, with clean errors instead of pydantic dumps."""
     try:
@@ -232,7 +274,7 @@ def load_settings(**overrides) -> Settings:
             got = err.get("input")
             secret = any(word in field.lower() for word in ("secret", "token", "key"))
             shown = "" if secret else f" (got {got!r})"
-            lines.append(f"{env_name(field)}: {err['msg']}{shown}")
+            lines.append(f"{_setting_name(err['loc']) or env_name(field)}: {err['msg']}{shown}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
     except ValueError as e:  # a library config's own check: name the setting behind its field
         message = str(e)

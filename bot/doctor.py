@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from .config import Settings
+from .scopes import ACCESS_TTL_S
 
 PACKAGES = (
     "torch",
@@ -30,6 +31,7 @@ def run_checks(settings: Settings) -> list[tuple[bool, str, str]]:
         _base_model(settings),
         _index(settings),
         _admins(settings),
+        _scopes(settings),
         _deliveries(settings),
         _versions(),
     ]
@@ -110,6 +112,46 @@ def _admins(settings: Settings):
     if not settings.admins:
         return True, "admins", f"warning: {EMPTY_ADMINS}"
     return True, "admins", f"{len(settings.admins)} listed ({', '.join(settings.admins)}); guests never count"
+
+
+def _scopes(settings: Settings):
+    from .scopes import needs_usergroups
+    from .store import STORE_FILENAME, Store
+
+    if not settings.scopes:
+        return True, "scopes", "none: every document may be used in every channel and DM"
+    shown = "; ".join(
+        f"{name}: {len(r.docs)} glob{'s' * (len(r.docs) != 1)}, {len(r.channels)} channels, "
+        f"{len(r.users)} users, {len(r.usergroups)} user groups{', guests too' if r.guests else ''}"
+        for name, r in sorted(settings.scopes.items())
+    )
+    if not needs_usergroups(settings.scopes):
+        return True, "scopes", shown
+    path, fetched = settings.home / STORE_FILENAME, {}
+    if path.is_file():
+        store = Store(path, keep_days=settings.feedback_days)
+        try:
+            fetched = store.usergroup_fetches()
+        finally:
+            store.close()
+    groups = sorted({g for r in settings.scopes.values() for g in r.usergroups})
+    ages = [f"{g} {_age(fetched[g])}" if g in fetched else f"{g} not fetched yet" for g in groups]
+    return (
+        True,
+        "scopes",
+        (
+            f"{shown}. User groups (members cached {int(ACCESS_TTL_S)} s; needs usergroups:read, see "
+            f"`expertbot manifest`): {', '.join(ages)}"
+        ),
+    )
+
+
+def _age(iso: str) -> str:
+    from datetime import UTC, datetime
+
+    at = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    seconds = int((datetime.now(UTC) - at).total_seconds())
+    return f"fetched {seconds} s ago" if seconds < 120 else f"fetched {seconds // 60} min ago"
 
 
 def _deliveries(settings: Settings):

@@ -84,9 +84,11 @@ def evaluate(
     out=None,
     progress=None,
     adapter: str | None = None,
+    allowed: frozenset[str] | None = None,
 ) -> dict:
     """Retrieval figures always; answer figures when generate is True, with adapter (a spec as for
-    Answerer.stream: None for the configured one, "none" for the base model, a version or a folder)."""
+    Answerer.stream: None for the configured one, "none" for the base model, a version or a folder).
+    allowed: the scopes of whom the questions are asked as (bot.scopes.Access); None: every document."""
     hit1 = hit5 = rr = 0.0
     answered = correct = refusal_ok = idk = idk_answerable = ungrounded_n = cited = 0
     on_corpus = [i for i in items if not i.expect_refusal]
@@ -95,7 +97,8 @@ def evaluate(
     for item in items:
         started = time.perf_counter()
         # One retrieval for both: the fused ranking's best k are a prefix of its best k+1.
-        hits = answerer.retriever.retrieve(item.question, top_k=max(top_k, answerer.top_k, EVIDENCE_CHUNKS))
+        wanted = max(top_k, answerer.top_k, EVIDENCE_CHUNKS)
+        hits = answerer.retriever.retrieve(item.question, top_k=wanted, allowed=allowed)
         files = list(dict.fromkeys(h.file for h in hits[:top_k]))
         record = {"id": item.id, "retrieved": files, "sources": files}
         if item.source_file and not item.expect_refusal:
@@ -104,7 +107,7 @@ def evaluate(
             hit5 += 0 < rank <= 5
             rr += 1 / rank if rank else 0
         if generate:
-            answer = answerer.answer(item.question, hits=hits, adapter=adapter)
+            answer = answerer.answer(item.question, hits=hits, adapter=adapter, allowed=allowed)
             said_idk = answer.refused or is_idk(answer.text)
             idk += said_idk
             # Numbers and names in the answer that the text it cites does not contain (0 is the goal).

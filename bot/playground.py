@@ -4,6 +4,9 @@ It is the real bot: the same Bolt app and listeners, fed requests signed the way
 posting through a real WebClient to a local fake of Slack's Web API. The page shows what the bot
 would have posted. Everything listens on 127.0.0.1 only unless --host says otherwise.
 
+With `[scopes]` configured, the page can also ask in each scope's channels and as other people (each
+scope's users, a member of each of its user groups, a guest), so the rules can be tried without Slack.
+
 `run_playground` loads the models before it names the page's URL, so the first question is answered
 without a cold start; a page opened earlier says it is warming up meanwhile.
 """
@@ -14,6 +17,7 @@ import json
 import logging
 import secrets
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
@@ -28,9 +32,62 @@ log = logging.getLogger(__name__)
 
 USER = "UPLAYGROUND"  # the person typing in the page; an admin here, so both commands can be tried
 CHANNEL, DM = "CGENERAL", "DPLAYGROUND"
+GUEST = "UGUEST"  # a multi-channel guest (is_restricted): only public documents, whatever the channel
 COMMANDS = ("/reindex", "/retrain-adapter")
-KINDS = ("mention", "message", "dm")  # @expertbot in #general, #general without a mention, the DM
+KINDS = ("mention", "message", "dm")  # @expertbot in the channel, the channel without a mention, the DM
 SAMPLE_QUESTION = "How long does the Quillmate pairing last for a new starter?"  # examples/acme
+
+
+def dm_of(user_id: str) -> str:
+    """A person's DM with the bot, as Slack names one (D…): UPLAYGROUND -> DPLAYGROUND."""
+    return "D" + user_id[1:]
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    label: str  # what the person picker shows
+    name: str  # how their messages are signed
+    dm: str
+    guest: bool = False
+    groups: tuple[str, ...] = ()  # user groups (S…) this made-up person is a member of
+
+
+def places(scopes: dict) -> tuple[list[dict], list[Person]]:
+    """The channels and people the page can ask as: #general and you, then what [scopes] names (each
+    scope's channels and users, a made-up member of each user group, a guest). Without scopes only the
+    first two: nothing else would answer differently."""
+    channels = [{"id": CHANNEL, "label": "#general"}]
+    people = [Person(USER, "you", "you", DM)]
+    taken = {CHANNEL, USER, GUEST}
+    for channel, names in _by_scope(scopes, "channels").items():
+        if channel not in taken:
+            channels.append({"id": channel, "label": f"#{channel} ({_scopes(names)})"})
+    for user, names in _by_scope(scopes, "users").items():
+        if user not in taken:
+            people.append(Person(user, f"{user} ({_scopes(names)})", user, dm_of(user)))
+            taken.add(user)
+    for group, names in _by_scope(scopes, "usergroups").items():
+        member = next(u for u in ("U" + group[1:], f"U{group[1:]}M", f"U{group[1:]}MM") if u not in taken)
+        taken.add(member)
+        label = f"member of {group} ({_scopes(names)})"
+        people.append(Person(member, label, f"member of {group}", dm_of(member), groups=(group,)))
+    if scopes:
+        people.append(Person(GUEST, "a guest", "a guest", dm_of(GUEST), guest=True))
+    return channels, people
+
+
+def _by_scope(scopes: dict, key: str) -> dict[str, list[str]]:
+    """Each id named under `key` (channels, users, usergroups) -> the scopes naming it, in order."""
+    named: dict[str, list[str]] = {}
+    for name, rule in sorted(scopes.items()):
+        for value in getattr(rule, key):
+            named.setdefault(value, []).append(name)
+    return named
+
+
+def _scopes(names: list[str]) -> str:
+    return ("scope " if len(names) == 1 else "scopes ") + ", ".join(names)
 
 
 class Playground:
@@ -39,7 +96,12 @@ class Playground:
         self.ready = threading.Event()  # set once the models are loaded (warm_up)
         token = "xoxb-playground-" + secrets.token_hex(8)
         self.fake = FakeSlackAPI(token=token).start()
-        self.fake.add_user(USER, "you")
+        self.channels, people = places(services.settings.scopes)
+        self.people = {p.id: p for p in people}
+        for person in people:
+            self.fake.add_user(person.id, person.name, is_restricted=person.guest)
+        for group in sorted({g for p in people for g in p.groups}):
+            self.fake.add_usergroup(group, [p.id for p in people if group in p.groups])
         signing_secret = secrets.token_hex(16)  # only this process knows it: nothing else can post events
         admins = [*services.settings.admins, USER]
         client = web_client(token, self.fake.url)
@@ -62,18 +124,25 @@ class Playground:
         finally:
             self.ready.set()
 
-    def send(self, kind: str, text: str, thread_ts: str | None = None, where: str = "general") -> dict:
-        """kind: 'mention' (in #general), 'message' (in #general, no mention), 'dm', or a slash command
-        such as '/reindex', run in #general or (where='dm') in the DM."""
+    def send(self, kind: str, text: str, thread_ts: str | None = None, where: str = "general",
+             channel: str | None = None, user: str | None = None) -> dict:  # fmt: skip
+        """kind: 'mention' or 'message' (no mention) in `channel` (#general by default), 'dm' (the DM of
+        `user`, by default you), or a slash command such as '/reindex', run in `channel` or (where='dm')
+        in the DM. Everything is sent as `user`."""
+        person, channel = self._person(user), self._channel(channel)
         if kind == "mention":
-            event = self.sim.mention_event(text, user=USER, channel=CHANNEL, thread_ts=thread_ts)
+            event = self.sim.mention_event(text, user=person.id, channel=channel, thread_ts=thread_ts)
         elif kind in ("message", "dm"):
-            channel, channel_type = (DM, "im") if kind == "dm" else (CHANNEL, "channel")
+            in_dm = kind == "dm"
             event = self.sim.message_event(
-                text, user=USER, channel=channel, channel_type=channel_type, thread_ts=thread_ts
+                text,
+                user=person.id,
+                channel=person.dm if in_dm else channel,
+                channel_type="im" if in_dm else "group" if channel.startswith("G") else "channel",
+                thread_ts=thread_ts,
             )
         elif kind in COMMANDS:
-            return self._command(kind, text, DM if where == "dm" else CHANNEL)
+            return self._command(kind, text, person.dm if where == "dm" else channel, person.id)
         else:
             raise ValueError(
                 f"unknown {'command' if kind.startswith('/') else 'kind'} {kind!r}: the playground sends "
@@ -81,27 +150,42 @@ class Playground:
             )
         return {"status": self.app.dispatch(self.sim.event(event)).status}
 
-    def _command(self, command: str, text: str, channel: str) -> dict:
-        resp = self.app.dispatch(self.sim.command(command, text, user=USER, channel=channel))
+    def _person(self, user: str | None) -> Person:
+        if not user:
+            return self.people[USER]
+        if user not in self.people:
+            raise ValueError(f"unknown user {user!r}: the playground asks as {', '.join(self.people)}")
+        return self.people[user]
+
+    def _channel(self, channel: str | None) -> str:
+        known = [c["id"] for c in self.channels]
+        if channel and channel not in known:
+            raise ValueError(f"unknown channel {channel!r}: the playground has {', '.join(known)}")
+        return channel or CHANNEL
+
+    def _command(self, command: str, text: str, channel: str, user: str) -> dict:
+        resp = self.app.dispatch(self.sim.command(command, text, user=user, channel=channel))
         body = resp.body if isinstance(resp.body, str) else json.dumps(resp.body)
         ack_text = json.loads(body).get("text", "") if body.startswith("{") else body
-        shown = {"channel": channel, "command": f"{command} {text}".strip(), "text": ack_text}
+        shown = {"channel": channel, "user": user, "command": f"{command} {text}".strip(), "text": ack_text}
         self.notes.append({**shown, "ts": self.fake.new_ts()})
         return {"status": resp.status}
 
-    def click(
-        self, action_id: str, value: str, channel: str, message_ts: str, thread_ts: str | None = None
-    ) -> dict:
+    def click(self, action_id: str, value: str, channel: str, message_ts: str, thread_ts: str | None = None,
+              user: str | None = None) -> dict:  # fmt: skip
         req = self.sim.button(
-            action_id, value, user=USER, channel=channel, message_ts=message_ts, thread_ts=thread_ts
-        )
+            action_id, value, user=self._person(user).id, channel=channel, message_ts=message_ts,
+            thread_ts=thread_ts,
+        )  # fmt: skip
         return {"status": self.app.dispatch(req).status}
 
     def state(self) -> dict:
         messages, ephemeral = self.fake.snapshot()
+        people = [{"id": p.id, "label": p.label, "name": p.name, "dm": p.dm} for p in self.people.values()]
         return {
             "channel": CHANNEL, "dm": DM, "user": USER, "bot": self.fake.bot_user_id,
             "ready": self.ready.is_set(), "messages": messages, "ephemeral": ephemeral, "notes": self.notes,
+            "channels": self.channels, "people": people,
         }  # fmt: skip
 
     def file(self, file_id: str) -> bytes | None:
@@ -145,10 +229,13 @@ def make_server(playground: Playground, host: str = "127.0.0.1", port: int = 300
                 path = urlparse(self.path).path
                 if path == "/send":
                     text, thread_ts = req.get("text", ""), req.get("thread_ts") or None
-                    result = playground.send(req["kind"], text, thread_ts, req.get("where") or "general")
+                    result = playground.send(
+                        req["kind"], text, thread_ts, req.get("where") or "general",
+                        channel=req.get("channel") or None, user=req.get("user") or None,
+                    )  # fmt: skip
                 elif path == "/click":
                     where = (req["channel"], req["ts"], req.get("thread_ts") or None)
-                    result = playground.click(req["action_id"], req["value"], *where)
+                    result = playground.click(req["action_id"], req["value"], *where, user=req.get("user"))
                 else:
                     self._send(404, b'{"error": "not found"}')
                     return

@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished TEXT, result TEXT, error TEXT);
 -- The database, not a Python lock, guarantees one running job per kind: it holds across processes too.
 CREATE UNIQUE INDEX IF NOT EXISTS one_running_job_per_kind ON jobs (kind) WHERE state = 'running';
+-- When the bot last fetched each [scopes] user group's members (`doctor` shows the age). No members.
+CREATE TABLE IF NOT EXISTS usergroup_fetches (group_id TEXT PRIMARY KEY, at TEXT NOT NULL);
 -- Replies that never reached Slack (after the client's retries): which event, where, why. No text.
 CREATE TABLE IF NOT EXISTS failed_deliveries (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event_id TEXT, channel TEXT NOT NULL,
@@ -170,6 +172,19 @@ class Store:
         """Whether the bot has answered in this thread (so a reply there is a follow-up to it)."""
         sql = "SELECT 1 FROM answers WHERE channel = ? AND thread_ts = ? LIMIT 1"
         return bool(self._all(sql, (channel, thread_ts)))
+
+    def record_usergroup_fetch(self, group_id: str) -> None:
+        self._exec("INSERT OR REPLACE INTO usergroup_fetches VALUES (?, ?)", (group_id, now_iso()))
+
+    def usergroup_fetches(self) -> dict[str, str]:
+        """group id -> when its members were last fetched (ISO, UTC)."""
+        return {r["group_id"]: r["at"] for r in self._all("SELECT group_id, at FROM usergroup_fetches")}
+
+    def thread_sources(self, channel: str, thread_ts: str) -> dict[str, list[dict]]:
+        """The sources each of the bot's answers in a thread cited, by the ts of its message."""
+        sql = "SELECT message_ts, sources FROM answers WHERE channel = ? AND thread_ts = ?"
+        rows = self._all(sql, (channel, thread_ts))
+        return {r["message_ts"]: json.loads(r["sources"]) for r in rows if r["message_ts"]}
 
     def answer(self, answer_id: str) -> dict | None:
         rows = self._all("SELECT * FROM answers WHERE id = ?", (answer_id,))

@@ -199,7 +199,39 @@ class Services:
             resolve_adapter=self.resolve_adapter,
             select_facts=self.select_facts,
             max_question_chars=s.max_question_chars,
+            find_correction=self.find_correction,
         )
+
+    def find_correction(self, question: str, vector, allowed):
+        """The approved correction of this question, if any may be used under `allowed`."""
+        corrections = self.corrections
+        return corrections.match(vector or self.embed_model.get_query_embedding(question), allowed)
+
+    @_built_once
+    def access(self):
+        """Who may read which [scopes] here. The installed workspace's id is set once auth.test has said it
+        (bot.slack.app); until then no other workspace can be told apart, and none has asked yet."""
+        from .scopes import AccessResolver
+
+        return AccessResolver(self.settings.scopes, team_id=None)
+
+    @_built_once
+    def corrections(self):
+        """Experts' corrections, in the bot's database; questions embedded as the retriever embeds them."""
+        from .corrections import Corrections
+
+        return Corrections(self.settings.home, self.embed_model.get_query_embedding)
+
+    def access_for(self, channel: str | None, user: str | None):
+        """The access of someone asking from the command line (`ask`/`eval --channel --user`): memberships
+        and guest status come from Slack when a bot token is set, else no user group counts."""
+        client = None
+        token = self.settings.slack_bot_token
+        if token and (channel or user) and self.settings.scopes:
+            from .slack.app import web_client
+
+            client = web_client(token.get_secret_value(), self.settings.slack_api_url)
+        return self.access.resolve(client, channel=channel, user=user)
 
     def select_facts(self, question: str, hits, n: int):
         from indexers.facts import best_facts
@@ -236,7 +268,12 @@ class Services:
             glossary=glossary or s.glossary or self._find_glossary(),
             docs_dir=s.docs_dir,
             contexts=self._contexts(),
-            gate=GateConfig(max_perplexity_increase=s.gate_max_perplexity_increase),
+            gate=GateConfig(
+                max_perplexity_increase=s.gate_max_perplexity_increase,
+                # A short CPU retrain went from 0.0% to 1.2% and was promoted when any gain was enough
+                # (BENCHMARKS.md, "A default retrain on an idle machine"): noise is not a better adapter.
+                min_accuracy_gain=s.gate_min_accuracy_gain,
+            ),
             progress=progress,
             rag_eval=rag_scorer(self),  # the gate refuses an adapter that makes answers with retrieval worse
             should_stop=should_stop,
@@ -261,7 +298,8 @@ class Services:
             self.retriever.reopen()
         except NoIndexError:
             return None
-        return lambda term: [h.text for h in self.retriever.retrieve(term, top_k=2)]
+        # An adapter answers in every channel: it learns from public documents only, never a scoped one.
+        return lambda term: [h.text for h in self.retriever.retrieve(term, top_k=2, allowed=frozenset())]
 
     def resolve_adapter(self, spec: str | None = None):
         """'none' -> base model; 'current' -> the registry's current version (read on every call: hot swap);

@@ -3,7 +3,9 @@
 Each build writes a fresh generation: a manifest of the chunk ids it is made of, and a BM25 index. An
 incremental build adds only chunks it has never stored to the collection it shares with the generation
 before it (see store.py); unchanged files cost a hash, and an edited file costs only its changed chunks.
-Nothing the current generation uses is modified, and the pointer moves only once the new one is complete.
+Nothing the current generation uses is modified, and the pointer moves only once the new one is complete;
+the one exception is a chunk's scope metadata, updated in place when scopes change (scopes.py says why
+readers of the current generation stay on the safe side).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import scopes
 from .chunking import chunk_document, make_splitter
 from .config import IndexConfig
 from .embedding import embed_tokenizer, embedder_backend
@@ -45,6 +48,9 @@ class IndexReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     chunks_total: int = 0
     chunks_embedded: int = 0
+    rescoped: int = 0  # chunks whose scopes changed: their rows' metadata, updated in place
+    scoped: dict[str, int] = field(default_factory=dict)  # scope -> chunks
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     generation: str = ""
 
@@ -57,6 +63,9 @@ class IndexReport:
             "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
             "chunks_total": self.chunks_total,
             "chunks_embedded": self.chunks_embedded,
+            "chunks_rescoped": self.rescoped,
+            "scoped": self.scoped,
+            "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
             "generation": self.generation,
         }
@@ -175,13 +184,16 @@ class Indexer:
         stats = {p.relative_to(self.cfg.docs_dir).as_posix(): _stat_key(p) for p in files}
         # What the scan left out is part of "nothing changed": a new link loop or a new size limit is news.
         left_out = [list(s) for s in scan.skipped]
-        if old_docs and old.get("files") and stats == old["files"] and left_out == old.get("left_out"):
+        report.warnings = scopes.unmatched_globs(self.cfg.scopes, stats)
+        same_scan = old.get("files") and (stats, left_out) == (old["files"], old.get("left_out"))
+        if old_docs and same_scan and scopes.scopes_current(old_docs, self.cfg.scopes):
             # Same files, same bytes, same settings: the current generation already is this index.
             report.unchanged = sorted(old_docs)
             # The old report, but what is left out by rule no longer says it was just removed.
             rule = {f: r for f, r in scan.skipped if f not in scan.unreadable}
             report.skipped = [(f, rule.get(f, r)) for f, r in old.get("skipped", [])]
             report.chunks_total, report.generation = old.get("chunks", 0), old_gen
+            report.scoped = scopes.scoped_counts(old_docs, self.cfg.scopes)
             if progress:
                 progress(len(files), len(files))
             return report
@@ -212,13 +224,13 @@ class Indexer:
             except OSError as e:
                 digests[rel] = e
         same = [rel for rel, digest in digests.items() if old_docs.get(rel, {}).get("hash") == digest]
-        nodes_of.update(self._stored_nodes(collection, {rel: old_docs[rel] for rel in same}))
+        step = min(self.store.client.get_max_batch_size(), 4096)
+        nodes_of.update(scopes.stored_nodes(collection, {rel: old_docs[rel] for rel in same}, step))
 
         def flush() -> None:
             nonlocal pending
             if old_docs and pending:  # chunks of an edited file that did not change are stored already
-                stored = set(collection.get(ids=[n.node_id for n in pending], include=[])["ids"])
-                pending = [n for n in pending if n.node_id not in stored]
+                pending = scopes.drop_stored(collection, pending)
             if pending:
                 texts = [n.get_content() for n in pending]
                 vectors, step = [], self.cfg.embed_group
@@ -256,6 +268,7 @@ class Indexer:
                     nodes = chunk_document(
                         load_file(path, rel, self.cfg.max_file_bytes, scan.identity[rel]), splitter
                     )
+                    scopes.tag(nodes, scopes.scope_string(scopes.scopes_of(rel, self.cfg.scopes)))
                     (report.changed if prior else report.added).append(rel)
                     docs[rel] = {"hash": digest, "chunks": [n.node_id for n in nodes]}
                     pending.extend(nodes)
@@ -273,7 +286,7 @@ class Indexer:
             if progress:  # a file is done once its chunks are stored
                 progress(first_pending - 1 if pending else i, total)
         flush()
-        nodes_of.update(self._stored_nodes(collection, {rel: old_docs[rel] for rel in late}))
+        nodes_of.update(scopes.stored_nodes(collection, {rel: old_docs[rel] for rel in late}, step))
         order = [p.relative_to(self.cfg.docs_dir).as_posix() for p in files] + unlisted
         all_nodes = [n for rel in order for n in nodes_of.get(rel, [])]
         if progress:
@@ -284,6 +297,7 @@ class Indexer:
                 f"no document in {self.cfg.docs_dir} could be indexed: "
                 + "; ".join(f"{f}: {r}" for f, r in report.skipped[:5])
             )
+        report.rescoped, report.scoped = scopes.rescope(collection, docs, nodes_of, self.cfg.scopes, step)
         self._write_bm25(gen, all_nodes)
         report.chunks_total = len(all_nodes)
         report.generation = gen
@@ -328,20 +342,6 @@ class Indexer:
                 reason += "; removed its previously indexed version"
             report.skipped.append((rel, reason))
         return kept
-
-    def _stored_nodes(self, collection, prior: dict[str, dict]) -> dict[str, list]:
-        """Files' chunks as stored (text and citation, no vectors): BM25 is rebuilt over every chunk.
-        Returns each file's nodes, in chunk order."""
-        from llama_index.core.vector_stores.utils import metadata_dict_to_node
-
-        ids = [chunk for doc in prior.values() for chunk in doc["chunks"]]
-        step = min(self.store.client.get_max_batch_size(), 4096)
-        node_of = {}
-        for i in range(0, len(ids), step):
-            got = collection.get(ids=ids[i : i + step], include=["documents", "metadatas"])
-            for id_, meta, text in zip(got["ids"], got["metadatas"], got["documents"], strict=True):
-                node_of[id_] = metadata_dict_to_node(meta, text=text)
-        return {rel: [node_of[c] for c in doc["chunks"] if c in node_of] for rel, doc in prior.items()}
 
     def _write_bm25(self, gen: str, nodes: list) -> None:
         retriever = bm25_retriever_class().from_defaults(nodes=nodes, similarity_top_k=self.cfg.candidates)

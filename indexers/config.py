@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .scopes import validate_scopes
 
 BUNDLED_EMBED_MODEL = "bundled:all-MiniLM-L6-v2"
 EMBED_BACKENDS = ("auto", "fp32", "bf16", "llamacpp")  # see indexers/embedding.py
@@ -32,10 +34,13 @@ class IndexConfig:
     keep_generations: int = 2  # the current one and the one before it (answers may still be reading it)
     max_file_mb: float = 20.0  # larger files are skipped unread: a 50 MB text file took minutes to index
     show_progress: bool = True
+    # scope name -> globs of documents relative to docs_dir; a document in none is public (scopes.py)
+    scopes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         self.docs_dir = Path(self.docs_dir)
+        self.scopes = validate_scopes(self.scopes)
         if not isinstance(self.chunk_size, int) or self.chunk_size < 96:
             raise ValueError(f"chunk_size must be an integer of at least 96 tokens, got {self.chunk_size!r}")
         if not 0 <= self.chunk_overlap < self.chunk_size:

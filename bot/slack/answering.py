@@ -66,6 +66,7 @@ class Job:
     thread_ts: str
     user: str | None
     event_id: str | None
+    foreign: bool = False  # from another workspace, or in a channel shared with one: public docs only
     message_ts: str | None = None  # the placeholder; None when posting it failed
     cancel: threading.Event = field(default_factory=threading.Event)  # stop generating
     items: queue.Queue = field(default_factory=queue.Queue)  # pieces, the outcome, or shutdown's wake-up
@@ -123,9 +124,16 @@ class AnswerFlow:
         return self._bots[user]
 
     def handle(
-        self, client: WebClient, event: dict, *, bot_user_id: str | None, event_id: str | None
+        self,
+        client: WebClient,
+        event: dict,
+        *,
+        bot_user_id: str | None,
+        event_id: str | None,
+        body: dict | None = None,
     ) -> None:
-        """Runs in Bolt's listener thread, after the ack: admit the question, post a placeholder, queue it."""
+        """Runs in Bolt's listener thread, after the ack: admit the question, post a placeholder, queue it.
+        body: the event's envelope, which says whether it comes from a shared channel or another team."""
         channel, ts, user = event["channel"], event["ts"], event.get("user")
         if not self.store.claim_event(f"message:{channel}:{ts}"):
             return  # another event for the same message got here first
@@ -151,7 +159,7 @@ class AnswerFlow:
         if not self._slots.acquire(blocking=False):
             log.info("busy: not answering event %s", event_id)
             return reply(BUSY)
-        job = Job(client, channel, ts, thread_ts, user, event_id)
+        job = Job(client, channel, ts, thread_ts, user, event_id, foreign=is_foreign(event, body or {}))
         try:
             job.message_ts = self._placeholder(job)
             with self._lock:
@@ -181,10 +189,12 @@ class AnswerFlow:
         try:
             if job.cancel.is_set():
                 raise Restarted
+            # Resolved once, here: the answer keeps these rules even if [scopes] changes meanwhile.
+            access = self.services.access.resolve(client, channel=channel, user=job.user, shared=job.foreign)
             history = []
             if job.thread_ts != job.ts:
-                history = self.history(client, channel, job.thread_ts, job.ts, bot_user_id)
-            answer = self._generate(question, job, history)
+                history = self.history(client, channel, job.thread_ts, job.ts, bot_user_id, access.allowed)
+            answer = self._generate(question, job, history, access.allowed)
             if self.links is not None:
                 answer = replace(answer, sources=self.links.link(answer.sources))
             answer_id = uuid.uuid4().hex[:12]
@@ -229,12 +239,15 @@ class AnswerFlow:
                 self._jobs.discard(job)
             job.done.set()
 
-    def _generate(self, question: str, job: Job, history: list[dict]):
+    def _generate(self, question: str, job: Job, history: list[dict], allowed: frozenset[str] | None):
         """The checked Answer, streaming the draft into the placeholder meanwhile. The answer is made on
         a thread of its own, so the time limit and a shutdown hold even while the model is busy."""
         deadline = time.monotonic() + self.answer_timeout
         threading.Thread(
-            target=self._produce, args=(question, history, job), name="answer-stream", daemon=True
+            target=self._produce,
+            args=(question, history, allowed, job),
+            name="answer-stream",
+            daemon=True,
         ).start()
         text, last_update = "", time.monotonic()  # the placeholder counts as the first update
         while True:
@@ -257,12 +270,12 @@ class AnswerFlow:
                 self.delivery.update(job.client, job.channel, job.message_ts, partial_text(text))
                 last_update = time.monotonic()
 
-    def _produce(self, question: str, history: list[dict], job: Job) -> None:
+    def _produce(self, question: str, history: list[dict], allowed: frozenset[str] | None, job: Job) -> None:
         pieces = None
         try:
             if job.cancel.is_set():
                 return
-            stream = self.services.answerer.stream(question, history=history)
+            stream = self.services.answerer.stream(question, history=history, allowed=allowed)
             pieces = iter(stream)
             for piece in pieces:
                 if job.cancel.is_set():
@@ -293,9 +306,28 @@ class AnswerFlow:
         )
 
     def history(
-        self, client: WebClient, channel: str, thread_ts: str, current_ts: str, bot_user_id: str | None
+        self,
+        client: WebClient,
+        channel: str,
+        thread_ts: str,
+        current_ts: str,
+        bot_user_id: str | None,
+        allowed: frozenset[str] | None = None,
     ) -> list[dict]:
-        return thread_history(client, channel, thread_ts, current_ts, bot_user_id)
+        """The thread so far. Under a scope filter, the bot's earlier answers are kept only where the store
+        shows that every source they cited may be read now: a guest in the thread, or rules that changed
+        since, must not get a restricted answer back through the model."""
+        keep = None
+        if allowed is not None:
+            cited = self.store.thread_sources(channel, thread_ts)
+
+            def keep(ts: str) -> bool:
+                sources = cited.get(ts)
+                return sources is not None and all(
+                    not s.get("scopes") or allowed & set(s["scopes"]) for s in sources
+                )
+
+        return thread_history(client, channel, thread_ts, current_ts, bot_user_id, keep=keep)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop taking questions, stop the answers in progress, and give every placeholder still waiting
@@ -329,6 +361,15 @@ def _quick(client: WebClient) -> WebClient:
     )
 
 
+def is_foreign(event: dict, body: dict) -> bool:
+    """A message from a Slack Connect channel, or by someone of another workspace than the one the
+    envelope is for (the installed one)."""
+    if body.get("is_ext_shared_channel"):
+        return True
+    team, home = event.get("user_team") or event.get("team"), body.get("team_id")
+    return bool(team and home and team != home)
+
+
 def _source_record(source) -> dict:
-    record = {"file": source.file, "section": source.section}
+    record = {"file": source.file, "section": source.section, "scopes": list(source.scopes)}
     return {**record, "url": source.url} if getattr(source, "url", None) else record

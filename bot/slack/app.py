@@ -107,6 +107,8 @@ def build_app(
     if signing_secret is None:
         signing_secret = secret(settings.slack_signing_secret) or ""
     store = store or Store.in_home(settings.home, keep_days=settings.feedback_days)
+    if settings.scopes:  # `doctor` shows how old the user-group memberships the bot works from are
+        services.access.on_fetch = store.record_usergroup_fetch
     jobs = JobRunner(store)
     answers = AnswerFlow(
         services,

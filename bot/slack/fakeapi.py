@@ -2,7 +2,8 @@
 
 The playground points the bot's WebClient at it to show what the bot would post; the tests use it to
 see what the bot did. It keeps just enough state to be believable: messages (updated in place by
-chat.update), threads for conversations.replies, users for users.info and uploaded files.
+chat.update), threads for conversations.replies, users for users.info (guests included), user groups
+for usergroups.users.list and uploaded files.
 For Socket Mode, apps.connections.open takes the app-level token (xapp-) and returns `socket_url`.
 """
 
@@ -64,7 +65,9 @@ class FakeSlackAPI:
         self.messages: dict[str, dict] = {}  # "channel/ts" -> message
         self.ephemeral: list[dict] = []
         self.files: dict[str, dict] = {}
-        self.users: dict[str, dict] = {bot_user_id: {"id": bot_user_id, "name": "expertbot", "is_bot": True}}
+        self.users: dict[str, dict] = {}
+        self.add_user(bot_user_id, "expertbot", is_bot=True)
+        self.usergroups: dict[str, list[str]] = {}  # "S…" -> its members' user ids
         self._server = _QuietServer((host, port), _handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -119,8 +122,24 @@ class FakeSlackAPI:
         self._holds.append(hold)
         return hold
 
-    def add_user(self, user_id: str, name: str = "someone", *, is_bot: bool = False) -> None:
-        self.users[user_id] = {"id": user_id, "name": name, "is_bot": is_bot}
+    # fmt: off
+    def add_user(self, user_id: str, name: str = "someone", *, is_bot: bool = False,
+                 is_restricted: bool = False, is_ultra_restricted: bool = False) -> None:
+        # fmt: on
+        """A person (or bot user) users.info knows. Guests as Slack shows them: `is_restricted` for a
+        multi-channel guest, also `is_ultra_restricted` for a single-channel one."""
+        self.users[user_id] = {
+            "id": user_id,
+            "name": name,
+            "is_bot": is_bot,
+            "is_restricted": is_restricted,
+            "is_ultra_restricted": is_ultra_restricted,
+        }
+
+    def add_usergroup(self, group_id: str, users: list[str]) -> None:
+        """A Slack user group (S…) and its members, for usergroups.users.list; again to change them."""
+        with self._cond:
+            self.usergroups[group_id] = list(users)
 
     def add_message(self, channel: str, text: str, *, user: str, thread_ts: str | None = None,
                     bot_id: str | None = None) -> str:  # fmt: skip
@@ -243,6 +262,13 @@ class FakeSlackAPI:
     def api_users_info(self, p: dict) -> dict:
         user = self.users.get(p.get("user", ""))
         return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
+
+    def api_usergroups_users_list(self, p: dict) -> dict:
+        with self._cond:
+            members = self.usergroups.get(p.get("usergroup", ""))
+        if members is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(members)}
 
     def api_files_getUploadURLExternal(self, p: dict) -> dict:
         file_id = f"F{next(self._file_ids):08d}"

@@ -92,14 +92,20 @@ def feedback_block(answer_id: str) -> dict:
     return {"type": "actions", "block_id": FEEDBACK_BLOCK_ID, "elements": buttons}
 
 
+USER_ID = re.compile(r"[UW][A-Z0-9]+")
+
+
 def answer_messages(answer, answer_id: str) -> list[dict]:
     """The final answer as one or more messages ({"text", "blocks"}), each within Slack's limits.
 
     The last message carries the Sources context (unless the answer is a refusal) and the feedback
     buttons. `text` is the notification fallback: plain, escaped, first section only.
     """
-    body = answer.text.strip() or "I don't know."
-    sections = [{"type": "section", "text": {"type": "mrkdwn", "text": p}} for p in split_text(escape(body))]
+    body = escape(answer.text.strip() or "I don't know.")
+    fixed = getattr(answer, "correction", None)
+    if fixed is not None and fixed.by and USER_ID.fullmatch(fixed.by):  # who corrected it, as a mention
+        body = body.replace(f"Corrected by {fixed.by} on", f"Corrected by <@{fixed.by}> on")
+    sections = [{"type": "section", "text": {"type": "mrkdwn", "text": p}} for p in split_text(body)]
     tail = []
     if answer.sources and not answer.refused:
         tail.append(sources_block(answer.sources))

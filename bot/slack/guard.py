@@ -99,6 +99,23 @@ def _what(body: dict) -> str:
     return str(body.get("type") or "request")
 
 
+def impatient(client: WebClient, timeout: float = ROLE_TIMEOUT_S) -> WebClient:
+    """The same client with a short timeout and no retries: for lookups whose failure has a safe answer
+    (refuse, or public documents only), where waiting out Slack's bad moment would only delay it."""
+    if not client.retry_handlers and client.timeout <= timeout:
+        return client
+    return WebClient(
+        token=client.token,
+        base_url=client.base_url,
+        timeout=timeout,
+        ssl=client.ssl,
+        proxy=client.proxy,
+        headers=dict(client.headers),
+        logger=client.logger,
+        retry_handlers=[],
+    )
+
+
 class UserRoles:
     """A listed admin's role from users.info, remembered for ROLE_TTL_S. Failed lookups are not kept, so
     trying again asks Slack again."""
@@ -106,16 +123,7 @@ class UserRoles:
     def __init__(self, client: WebClient, ttl: float = ROLE_TTL_S, timeout: float = ROLE_TIMEOUT_S):
         # Its own client: a short timeout and no retries, so a Slack fault refuses within the ack window
         # (the answering client retries for a while, which is right for posting, not for this).
-        self.client = WebClient(
-            token=client.token,
-            base_url=client.base_url,
-            timeout=timeout,
-            ssl=client.ssl,
-            proxy=client.proxy,
-            headers=dict(client.headers),
-            logger=client.logger,
-            retry_handlers=[],
-        )
+        self.client = impatient(client, timeout)
         self.ttl = ttl
         self._known: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()

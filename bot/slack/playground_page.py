@@ -4,7 +4,9 @@
 It draws what the bot posted the way Slack would: mrkdwn (bold, italics, code, quotes, links, mentions),
 the Block Kit blocks the bot uses (section, context, actions with buttons, image, header, divider) and
 uploaded images, threads under their first message, edits (the streamed answer) in place, and notes only
-you can see (a command's reply, an ephemeral message). Everything is built from DOM text nodes, never
+you can see (a command's reply, an ephemeral message). With [scopes] configured, two pickers choose the
+channel to ask in and the person to ask as (from /state's `channels` and `people`): the left pane shows
+that channel, the right pane that person's DM. Without scopes there is one of each, and no pickers. Everything is built from DOM text nodes, never
 innerHTML: what the page shows is exactly the text Slack would get, and nothing in it can run as script.
 tests/bot/test_playground_browser.py drives it in headless Chromium.
 """
@@ -16,7 +18,8 @@ PAGE = r"""<!doctype html>
  header{background:#3f0e40;color:#fff;padding:10px 16px} header small{opacity:.85}
  #banner{display:none;background:#fff4d6;border-bottom:1px solid #e8c66b;padding:8px 16px}
  #banner.error{background:#fde8e8;border-color:#e0a0a0}
- form{display:flex;gap:6px;padding:10px 12px 4px} form input{flex:1;padding:7px;font-size:15px} form button{padding:6px 14px}
+ form{display:flex;gap:6px;padding:10px 12px 4px;align-items:center} form input{flex:1;padding:7px;font-size:15px} form button{padding:6px 14px}
+ form label{font-size:13px;color:#616061} form label[hidden]{display:none}
  #replying{font-size:13px;color:#616061;padding:0 12px;min-height:18px}
  main{display:flex;gap:12px;padding:8px 12px 12px} section.pane{flex:1;background:#fff;border:1px solid #ddd;border-radius:8px;padding:8px 10px;min-height:60vh}
  h2{font-size:15px;margin:0 0 6px}
@@ -34,15 +37,18 @@ PAGE = r"""<!doctype html>
  .reply{font-size:12px;margin-left:8px} .mention{background:#e8f5fa;color:#1264a3;border-radius:3px;padding:0 2px}
 </style></head><body>
 <header><b>expertbot playground</b> <small>the real bot and its handlers, talking to a local stand-in for Slack.
-Ask in #general (a mention) or in the DM; type <code>/reindex</code> or <code>/retrain-adapter</code> (you are an admin here).</small></header>
+Ask in a channel (a mention) or in the DM; type <code>/reindex</code> or <code>/retrain-adapter</code> (you are an admin here).
+<span id="scopes-hint" hidden>Pick the person to ask as and the channel, to try the <code>[scopes]</code> rules (only “you” is an admin).</span></small></header>
 <div id="banner"></div>
-<form id="f"><select id="where"><option value="mention">@expertbot in #general</option>
+<form id="f"><label id="as" hidden>as <select id="person"></select></label>
+<label id="in" hidden>in <select id="channel"></select></label>
+<select id="where"><option value="mention">@expertbot in #general</option>
 <option value="message">#general, no mention</option><option value="dm">DM with expertbot</option></select>
 <input type="text" id="text" placeholder="Ask a question, e.g. How long does the Quillmate pairing last? — or /reindex status" autofocus>
 <button id="send">Send</button></form>
 <div id="replying"></div>
-<main><section class="pane"><h2># general</h2><div id="general"></div></section>
-<section class="pane"><h2>DM with expertbot</h2><div id="dm"></div></section></main>
+<main><section class="pane"><h2 id="channel-title"># general</h2><div id="general"></div></section>
+<section class="pane"><h2 id="dm-title">DM with expertbot</h2><div id="dm"></div></section></main>
 <script>
 "use strict";
 const COMMANDS = ["/reindex", "/retrain-adapter"];
@@ -51,7 +57,12 @@ const $ = (id) => document.getElementById(id);
 function el(tag, cls, text) { const e = document.createElement(tag); if (cls) e.className = cls;
   if (text !== undefined) e.textContent = text; return e; }
 function unescapeSlack(s) { return s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&"); }
-function who(id) { return id === state.user ? "you" : id === state.bot ? "expertbot" : id; }
+function who(id) { const p = (state.people || []).find((q) => q.id === id);
+  return id === state.bot ? "expertbot" : p ? p.name : id === state.user ? "you" : id; }
+// Where the page asks now: the picked channel, and the picked person (who also has the DM on the right).
+function person() { return (state.people || []).find((p) => p.id === $("person").value) || {id: state.user, name: "you", dm: state.dm}; }
+function channel() { return $("channel").value || state.channel; }
+function channelName(id) { const c = (state.channels || []).find((c) => c.id === id); return c ? c.label.split(" (")[0] : "#" + id; }
 
 // mrkdwn: ```code```, > quotes (sent escaped as &gt;), then inline `code`, *bold*, _italic_, ~strike~, <links>
 const INLINE = /`([^`\n]+)`|<([^<>\n]+)>|(?<![\w*])\*(?!\s)([^*\n]+?)\*(?![\w*])|(?<![\w_])_(?!\s)([^_\n]+?)_(?![\w_])|(?<![\w~])~(?!\s)([^~\n]+?)~(?![\w~])/g;
@@ -90,7 +101,7 @@ function textObject(t) { return t.type === "plain_text" ? el("div", "body", t.te
 function image(url, alt, cls) { const img = el("img", cls); img.src = url; img.alt = alt || ""; return img; }
 function button(e, m) {
   const b = el("button", "", e.text.text); b.dataset.action = e.action_id;
-  b.onclick = () => post("/click", {action_id: e.action_id, value: e.value, channel: m.channel, ts: m.ts, thread_ts: m.thread_ts || null});
+  b.onclick = () => post("/click", {action_id: e.action_id, value: e.value, channel: m.channel, ts: m.ts, thread_ts: m.thread_ts || null, user: person().id});
   return b;
 }
 function block(b, m) {
@@ -119,7 +130,7 @@ function render(m) {
   else if (m.text) div.append(mrkdwn(m.text));
   (m.files || []).forEach((f) => div.append(image("/files/" + f.id, f.title || f.name, "upload")));
   if (!m.note && !m.thread_ts) { const r = el("a", "reply", "reply in thread"); r.href = "#";
-    r.onclick = (ev) => { ev.preventDefault(); thread = {ts: m.ts, dm: m.channel === state.dm};
+    r.onclick = (ev) => { ev.preventDefault(); thread = {ts: m.ts, channel: m.channel, dm: m.channel === person().dm};
       if ((($("where").value === "dm") !== thread.dm)) $("where").value = thread.dm ? "dm" : "mention";
       showThread(); $("text").focus(); }; div.querySelector(".time").after(r); }
   return div;
@@ -131,8 +142,9 @@ function showThread() {
   const x = el("a", "", "Back to the channel"); x.href = "#";
   x.onclick = (e) => { e.preventDefault(); thread = null; showThread(); }; box.append(x);
 }
-function pane(id, channel) {
-  const box = $(id), notes = state.notes.concat(state.ephemeral).map((n) => ({...n, note: true}));
+function pane(id, channel) {  // notes are shown only to the person they are for, as in Slack
+  const mine = (n) => !n.user || n.user === person().id;
+  const box = $(id), notes = state.notes.concat(state.ephemeral).filter(mine).map((n) => ({...n, note: true}));
   const all = state.messages.concat(notes).filter((m) => m.channel === channel).sort((a, b) => parseFloat(a.ts) - parseFloat(b.ts));
   box.replaceChildren();
   for (const root of all.filter((m) => !m.thread_ts || (m.thread_ts === m.ts && !m.note))) {
@@ -154,17 +166,35 @@ async function post(path, body) {
 async function refresh() {
   try { const text = await (await fetch("/state")).text(); state = JSON.parse(text);
     if (problem.startsWith("The playground is not")) problem = "";
-    if (text !== shown) { shown = text; pane("general", state.channel); pane("dm", state.dm); }
+    if (!$("person").options.length) pickers();
+    if (text !== shown) { shown = text; pane("general", channel()); pane("dm", person().dm); }
   } catch (e) { problem = "The playground is not running any more (it was stopped?)."; }
   banner();
 }
+function pickers() {  // once, from the first state: the channels and people the playground knows
+  for (const [id, items] of [["person", state.people || []], ["channel", state.channels || []]]) {
+    items.forEach((i) => { const o = el("option", "", i.label); o.value = i.id; $(id).append(o); });
+    $(id === "person" ? "as" : "in").hidden = items.length < 2;
+  }
+  $("scopes-hint").hidden = (state.channels || []).length < 2 && (state.people || []).length < 2;
+  picked();
+}
+function picked() {  // the labels and panes follow the pickers; a thread elsewhere is left
+  const name = channelName(channel()), p = person(), opts = $("where").options;
+  opts[0].textContent = "@expertbot in " + name; opts[1].textContent = name + ", no mention";
+  $("channel-title").textContent = name.replace(/^#/, "# ");
+  $("dm-title").textContent = p.id === state.user ? "DM with expertbot" : "DM: " + p.name + " and expertbot";
+  if (thread && thread.channel !== channel() && thread.channel !== p.dm) { thread = null; showThread(); }
+  shown = ""; if (state) { pane("general", channel()); pane("dm", p.dm); }
+}
+$("person").onchange = picked; $("channel").onchange = picked;
 $("f").onsubmit = async (ev) => {
   ev.preventDefault(); const where = $("where").value, text = $("text").value.trim(); if (!text) return;
   $("text").value = "";
-  const word = text.split(/\s+/)[0];
-  if (word.startsWith("/")) { await post("/send", {kind: word, text: text.slice(word.length).trim(), where: where === "dm" ? "dm" : "general"}); return; }
-  const inThread = thread && ((where === "dm") === thread.dm);
-  await post("/send", {kind: where, text, thread_ts: inThread ? thread.ts : null});
+  const word = text.split(/\s+/)[0], asked = {channel: channel(), user: person().id};
+  if (word.startsWith("/")) { await post("/send", {kind: word, text: text.slice(word.length).trim(), where: where === "dm" ? "dm" : "general", ...asked}); return; }
+  const inThread = thread && thread.channel === (where === "dm" ? person().dm : channel());
+  await post("/send", {kind: where, text, thread_ts: inThread ? thread.ts : null, ...asked});
 };
 refresh(); setInterval(refresh, 500);
 </script></body></html>

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from slack_sdk import WebClient
 
@@ -15,10 +16,17 @@ HISTORY_MESSAGES = 10  # earlier thread messages given to the model as context
 
 
 def thread_history(
-    client: WebClient, channel: str, thread_ts: str, current_ts: str, bot_user_id: str | None
+    client: WebClient,
+    channel: str,
+    thread_ts: str,
+    current_ts: str,
+    bot_user_id: str | None,
+    *,
+    keep: Callable[[str], bool] | None = None,
 ) -> list[dict]:
     """The thread's messages before current_ts: the bot's answers as assistant turns (not its notes or
-    half-streamed drafts), people's as user turns; other bots' messages are left out."""
+    half-streamed drafts), people's as user turns; other bots' messages are left out, and the bot's own
+    where keep(ts) says no."""
     try:
         replies = client.conversations_replies(channel=channel, ts=thread_ts, limit=100)["messages"]
     except Exception:
@@ -31,7 +39,7 @@ def thread_history(
             break
         text = msg.get("text") or ""
         if msg.get("user") == bot_user_id and bot_user_id:
-            if is_note(text) or text.endswith(" …"):
+            if is_note(text) or text.endswith(" …") or (keep is not None and not keep(msg["ts"])):
                 continue
             turns.append({"role": "assistant", "content": unescape(text)})
         elif not (msg.get("bot_id") or msg.get("subtype")):

@@ -53,3 +53,34 @@ def test_llm_server_settings_are_checked_and_the_key_is_never_echoed(monkeypatch
     server = load_settings().server_config()
     assert (server.api, server.api_key, server.model) == ("http://gpu-box:8000/v1", "sk-4471", None)
     assert "sk-4471" not in repr(load_settings()) + repr(server)
+
+
+def test_scopes_come_from_the_toml_file_and_reach_the_index_config(tmp_path, monkeypatch):
+    toml = tmp_path / "expertbot.toml"
+    toml.write_text(
+        '[scopes.hr]\ndocs = ["hr/**", "benefits.html"]\nchannels = ["C0HRTEAM"]\nusers = ["U0HRLEAD"]\n'
+        'usergroups = ["S0HRSTAFF"]\n\n[scopes.security]\ndocs = ["security/*"]\nguests = true\n'
+    )
+    monkeypatch.setenv("EXPERTBOT_CONFIG", str(toml))
+    settings = load_settings()
+    assert settings.scopes["hr"].usergroups == ["S0HRSTAFF"] and settings.scopes["security"].guests
+    assert settings.index_config().scopes == {"hr": ("hr/**", "benefits.html"), "security": ("security/*",)}
+
+
+@pytest.mark.parametrize(
+    "table, named, says",
+    [
+        ('[scopes.hr]\ndocs = ["hr/**"]\nchanels = ["C0HR"]\n', "scopes.hr.chanels", "Extra inputs"),
+        ('[scopes.hr]\ndocs = ["hr/**"]\nchannels = ["#hr"]\n', "scopes.hr.channels", "C0123ABCD"),
+        ('[scopes.hr]\ndocs = ["hr/**"]\nusers = ["alice"]\n', "scopes.hr.users", "U0123ABCD or W0123ABCD"),
+        ('[scopes.hr]\nchannels = ["C0HR"]\n', "scopes.hr.docs", "Field required"),
+        ('[scopes."h r"]\ndocs = ["x"]\n', "scopes", "scope names are 1-64 letters"),
+    ],
+)
+def test_a_bad_scope_stops_start_up_naming_the_setting(tmp_path, monkeypatch, table, named, says):
+    toml = tmp_path / "expertbot.toml"
+    toml.write_text(table)
+    monkeypatch.setenv("EXPERTBOT_CONFIG", str(toml))
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert f"{named} (expertbot.toml): " in str(raised.value) and says in str(raised.value)

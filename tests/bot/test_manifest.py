@@ -35,7 +35,11 @@ METHOD_SCOPES = {
     "files.completeUploadExternal": {"files:write"},
     "reactions.add": {"reactions:write"},
     "conversations.open": {"im:write", "mpim:write"},
+    "usergroups.users.list": {"usergroups:read"},
 }
+# Methods only some settings call, and the scopes `expertbot manifest` adds for them (bot/manifest.py):
+# manifest.yml itself leaves them out, so an install that does not use them never asks for them.
+OPTIONAL_METHODS = {"usergroups.users.list"}
 EVENT_SCOPES = {
     "app_mention": {"app_mentions:read"},
     "message.channels": {"channels:history"},
@@ -95,7 +99,8 @@ def test_the_manifest_asks_for_exactly_the_scopes_of_the_methods_and_events_the_
         hasattr(FakeSlackAPI, "api_" + m.replace(".", "_")) for m in called
     )  # the tests' Slack has them
     events = manifest["settings"]["event_subscriptions"]["bot_events"]
-    needed = set().union(*(METHOD_SCOPES[m] for m in called), *(EVENT_SCOPES[e] for e in events))
+    always = called - OPTIONAL_METHODS
+    needed = set().union(*(METHOD_SCOPES[m] for m in always), *(EVENT_SCOPES[e] for e in events))
     needed |= {"commands"} if manifest["features"]["slash_commands"] else set()
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == needed
     assert "user" not in manifest["oauth_config"]["scopes"]
@@ -130,3 +135,23 @@ def test_every_manifest_command_and_event_reaches_a_listener(manifest, make_app,
         assert app.dispatch(sim.event(event)).status == 200
     unknown = sim.event({"type": "reaction_added", "user": PERSON, "reaction": "eyes", "event_ts": "1.1"})
     assert app.dispatch(unknown).status == 404
+
+
+def test_expertbot_manifest_adds_usergroups_read_only_when_a_scope_names_user_groups(manifest, tmp_path):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+    from bot.config import load_settings
+
+    def printed(scopes: dict) -> str:
+        settings = load_settings(home=tmp_path, scopes=scopes)
+        result = CliRunner().invoke(main, ["manifest"], obj={"settings": settings})
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert printed({}) == MANIFEST.read_text()
+    assert printed({"hr": {"docs": ["hr/**"], "channels": ["C0HR"]}}) == MANIFEST.read_text()
+    grouped = yaml.safe_load(printed({"hr": {"docs": ["hr/**"], "usergroups": ["S0HR"]}}))
+    scopes = grouped["oauth_config"]["scopes"]["bot"]
+    assert set(scopes) == set(manifest["oauth_config"]["scopes"]["bot"]) | {"usergroups:read"}
+    assert grouped["settings"] == manifest["settings"] and grouped["features"] == manifest["features"]

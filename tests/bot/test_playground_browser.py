@@ -1,9 +1,10 @@
 """The playground in a real browser: Debian's headless Chromium, driven over the DevTools protocol.
 
 What a new user does on their first visit: ask a question, read the answer and its sources, vote 👎,
-run /reindex. Assertions are on the page's visible text; an exception or console error in the page fails
-the test. `make test` installs Chromium; set PLAYGROUND_SCREENSHOT=docs/playground.png to refresh the
-README's screenshot from this test.
+run /reindex. With [scopes], what someone trying them does: ask as other people, in another channel.
+Assertions are on the page's visible text; an exception or console error in the page fails the test.
+`make test` installs Chromium; set PLAYGROUND_SCREENSHOT=docs/playground.png to refresh the README's
+screenshot from this test.
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ from bot.slack.format import unescape
 from bot.store import Store
 
 from .browser import Chromium, find_chromium
+from .test_slack_playground import (  # noqa: F401  (fixtures)
+    HR_DOC,
+    HR_QUESTION,
+    MEMBER,
+    MEMBER_DM,
+    scoped_playground,
+    scoped_services,
+)
 
 QUESTION = "How long does the Quillmate pairing last?"
 FOLLOW_UP = "What if it doesn't work out?"
@@ -49,6 +58,10 @@ def visible(text: str) -> str:
     return " ".join(re.sub(r"(?m)^> ?", "", text).split())
 
 
+def pickers_shown(browser) -> bool:
+    return browser.evaluate("[...document.querySelectorAll('form label')].some((l) => l.offsetParent)")
+
+
 def send(browser, text: str) -> None:
     browser.click("#text")
     browser.type(text)
@@ -61,6 +74,7 @@ def test_a_new_user_asks_votes_and_reindexes_in_a_real_browser(playground, brows
     browser.wait_for_text("Warming up")  # the models are not loaded yet: the page says so
     pg.warm_up()
     browser.wait_until(lambda: "Warming up" not in browser.text(), what="the warm-up notice to go")
+    assert not pickers_shown(browser)  # without [scopes] there is one channel and one person: no pickers
 
     # The answer streams in: edits of one message, drawn in place. The final edit waits until that is seen.
     final = pg.fake.hold("chat.update", lambda p: p.get("channel") == CHANNEL and p.get("blocks"))
@@ -109,4 +123,37 @@ def test_a_new_user_asks_votes_and_reindexes_in_a_real_browser(playground, brows
     assert re.search(
         r"Reindex reindex-\w+ finished in \S+: \d+ added, \d+ changed, \d+ removed, \d+ unchanged", done
     )
+    assert browser.errors == []
+
+
+def test_someone_tries_the_scopes_as_other_people_in_other_channels(scoped_playground, browser):  # noqa: F811
+    pg, url = scoped_playground
+    pg.warm_up()
+    browser.open(url + "/")
+    people = "document.getElementById('person').options.length"
+    browser.wait_until(lambda: browser.evaluate(people) == 4, what="the person picker")
+    assert pickers_shown(browser) and "the [scopes] rules" in browser.text("header")
+
+    # As the made-up member of S0HRSTAFF, in their DM: the right pane is that DM, and the HR doc is cited.
+    browser.choose("#person", MEMBER)
+    browser.choose("#where", "dm")
+    browser.wait_for_text("DM: member of S0HRSTAFF and expertbot", within="main")
+    send(browser, HR_QUESTION)
+    (dm_answer,) = answers(pg, MEMBER_DM, 1)
+    shown = browser.wait_for_text(HR_QUESTION, visible(dm_answer), "Sources:", HR_DOC, within="#dm")
+    assert "member of S0HRSTAFF" in shown  # the question is signed by the person it was asked as
+
+    # As the guest, in the hr scope's channel: the left pane is that channel, and the HR doc is not cited.
+    browser.choose("#person", "UGUEST")
+    browser.choose("#channel", "C0HRTEAM")
+    browser.choose("#where", "mention")
+    browser.wait_for_text("# C0HRTEAM", "DM: a guest and expertbot", within="main")
+    assert HR_QUESTION not in browser.text("#dm")  # the guest's DM, not the member's
+    send(browser, HR_QUESTION)
+    (answer,) = answers(pg, "C0HRTEAM", 1)
+    shown = browser.wait_for_text("a guest", HR_QUESTION, visible(answer), within="#general")
+    assert HR_DOC not in shown
+
+    browser.choose("#person", MEMBER)  # back to the member: their DM and its answer are there again
+    browser.wait_for_text(visible(dm_answer), HR_DOC, within="#dm")
     assert browser.errors == []

@@ -4,6 +4,7 @@ from slack_bolt import Ack
 from slack_sdk import WebClient
 
 from bot.evaluate import qa_eval_for_job
+from bot.scopes import index_report_lines
 from bot.slack.context import CONTEXT_KEY
 from bot.slack.delivery import failures_text
 from bot.slack.format import duration, escape
@@ -78,4 +79,5 @@ def summary(job: JobRecord) -> str:
         lines.append(
             f"{r['chunks_total']} chunks in the index, {r.get('chunks_embedded', 0)} embedded this time."
         )
+    lines += [f"• {escape(line)}" for line in index_report_lines(r)]
     return "\n".join(lines + eval_lines(r.get("eval")))

@@ -8,4 +8,6 @@ def app_mention_callback(event: dict, body: dict, context, client: WebClient) ->
     bot = context[CONTEXT_KEY]
     if bot.answers.is_bot(client, event):
         return
-    bot.answers.handle(client, event, bot_user_id=context.bot_user_id, event_id=body.get("event_id"))
+    bot.answers.handle(
+        client, event, bot_user_id=context.bot_user_id, event_id=body.get("event_id"), body=body
+    )

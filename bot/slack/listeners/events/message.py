@@ -16,7 +16,9 @@ def message_callback(event: dict, body: dict, context, client: WebClient) -> Non
         return
     if bot.answers.is_bot(client, event):
         return
-    bot.answers.handle(client, event, bot_user_id=context.bot_user_id, event_id=body.get("event_id"))
+    bot.answers.handle(
+        client, event, bot_user_id=context.bot_user_id, event_id=body.get("event_id"), body=body
+    )
 
 
 def is_follow_up(bot, event: dict) -> bool:
