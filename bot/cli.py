@@ -64,7 +64,8 @@ def services(ctx: click.Context):
 
     obj = ctx.ensure_object(dict)
     if "services" not in obj:
-        obj["services"] = Services(obj.get("settings") or load_settings())
+        given = obj.get("settings")  # tests hand settings in; the CLI reads them, and can again
+        obj["services"] = Services(given or load_settings(), reload=None if given else load_settings)
     return obj["services"]
 
 
@@ -201,7 +202,13 @@ def ask(ctx, question, channel, user, as_json, no_retrieval, adapter):
 
 
 @main.command("eval")
-@click.option("--qa", "qa_file", required=True, type=click.Path(dir_okay=False), help="QA file (JSONL).")
+@click.option(
+    "--qa",
+    "qa_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="QA file (JSONL), or 'corrections': the approved corrections as a regression set.",
+)
 @as_someone
 @click.option("--out", type=click.File("w"), help="Write one JSON line per answer here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
@@ -211,12 +218,15 @@ def evaluate_cmd(ctx, qa_file, channel, user, out, as_json, no_generate):
     """Score source hit@1/@5, MRR, answer and refusal accuracy, and latency on a QA file."""
     from tqdm import tqdm
 
-    from .evaluate import evaluate, load_qa
+    from .evaluate import corrections_qa, evaluate, load_qa
 
-    items = load_qa(qa_file)
     svc = services(ctx)
     access = svc.access_for(channel, user)
     _say_access(access)
+    if qa_file == "corrections":
+        items = corrections_qa(svc.corrections.approved(), access.allowed)
+    else:
+        items = load_qa(qa_file)
     with tqdm(total=len(items), desc="eval", unit="q", file=sys.stderr) as bar:
         report = evaluate(
             svc.answerer,

@@ -68,10 +68,13 @@ def _built_once(method):
 
 
 class Services:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, reload=None):
+        """reload: () -> Settings, read again from where `settings` came from (the CLI passes
+        load_settings): a running bot's /reindex then applies a changed [scopes] without a restart."""
         offline_environment()
         quiet_libraries()
         self.settings = settings
+        self._reload = reload
         self._build_lock = threading.RLock()
         settings.home.mkdir(parents=True, exist_ok=True)
 
@@ -222,6 +225,27 @@ class Services:
 
         return Corrections(self.settings.home, self.embed_model.get_query_embedding)
 
+    def reload_scopes(self) -> bool:
+        """Read [scopes] again (see __init__); True when they changed. The index build that follows uses
+        them; questions do from `apply_scopes` on, once that build has switched the index. A bad config
+        raises ConfigError and changes nothing."""
+        if self._reload is None:
+            return False
+        fresh = self._reload().scopes
+        if fresh == self.settings.scopes:
+            return False
+        from .scopes import doc_globs
+
+        self.settings = self.settings.model_copy(update={"scopes": fresh})
+        self.index_config.scopes = doc_globs(fresh)  # the indexer's; the retriever reads each generation's
+        return True
+
+    def apply_scopes(self) -> None:
+        """Questions from now on are resolved under the current [scopes]; answers under way keep theirs."""
+        old = self.__dict__.pop("access", None)
+        if old is not None:
+            self.access.on_fetch = old.on_fetch
+
     def access_for(self, channel: str | None, user: str | None):
         """The access of someone asking from the command line (`ask`/`eval --channel --user`): memberships
         and guest status come from Slack when a bot token is set, else no user group counts."""
@@ -250,6 +274,7 @@ class Services:
     ):
         """Train, evaluate, register and (if it passes the gate) promote a new adapter version.
         should_stop() -> True cancels it (adapters.train.TrainingCancelled) before anything is registered."""
+        from adapters.dataset import CorrectionItem
         from adapters.gate import GateConfig
         from adapters.pipeline import retrain
 
@@ -277,6 +302,11 @@ class Services:
             progress=progress,
             rag_eval=rag_scorer(self),  # the gate refuses an adapter that makes answers with retrieval worse
             should_stop=should_stop,
+            # Scoped ones are marked: the pipeline leaves them out, since an adapter answers everywhere.
+            corrections=[
+                CorrectionItem(c.id, c.question, c.answer, scoped=bool(c.scopes))
+                for c in self.corrections.approved()
+            ],
         )
 
     def _find_glossary(self) -> Path | None:

@@ -223,3 +223,33 @@ def test_a_shared_channel_or_another_workspace_gets_public_documents_only(app, s
     )
     final = final_update(fake, HR_CHANNEL, placeholder_for(fake, event).response["ts"])
     assert withheld(sources_text(final) or "", scoped.generator.prompts)
+
+
+def test_a_reindex_in_slack_applies_an_edited_scopes_table_without_a_restart(
+    scoped, embed_model, fake, sim, tmp_path
+):
+    from .slack_fake import ADMIN, ack_text
+
+    home, docs = scoped.settings.home, scoped.settings.docs_dir
+    table = {"hr": HR}  # what expertbot.toml says; edited below while the bot runs
+
+    def read():
+        return load_settings(home=home, docs_dir=docs, max_new_tokens=12, scopes=table, admins=[ADMIN])
+
+    services = Services(read(), reload=read)
+    services.__dict__["embed_model"] = embed_model
+    app = build_app(services, client=client_for(fake), signing_secret=SIGNING_SECRET,
+                    store=Store(tmp_path / "bot.sqlite3"), update_interval=0)  # fmt: skip
+    _, _, final = ask(app, sim, fake, QUESTION, channel=HR_CHANNEL, user=PERSON)
+    assert SCOPED in sources_text(final)
+    table = {"hr": {**HR, "channels": ["C0PEOPLE"]}}
+    started = app.dispatch(sim.command("/reindex", "", user=ADMIN, channel="C0ADMIN"))
+    assert "reindex" in ack_text(started).lower()
+    done = fake.wait_for(
+        "chat.update", lambda p: p.get("channel") == "C0ADMIN" and p.get("text", "")[:1] in "✅❌"
+    )
+    assert done[-1].params["text"].startswith("✅"), done[-1].params["text"]
+    _, _, final = ask(app, sim, fake, QUESTION, channel=HR_CHANNEL, user=PERSON)
+    assert SCOPED not in (sources_text(final) or "")
+    _, _, final = ask(app, sim, fake, QUESTION, channel="C0PEOPLE", user=PERSON)
+    assert SCOPED in sources_text(final)

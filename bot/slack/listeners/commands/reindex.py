@@ -44,12 +44,15 @@ def reindex_callback(ack: Ack, command: dict, context, client: WebClient) -> Non
     services = bot.services
 
     def work(job) -> dict:
+        rescoped = services.reload_scopes()  # an edited [scopes] applies from this reindex on
         report = services.indexer.build(
             progress=lambda done, total: job.progress(done=done, total=total),
             should_stop=job.cancelled.is_set,  # also between embedding batches of one big file
         )
         # Only now does the bot switch to the new index; answers during the build used the old one.
         services.reopen_retriever()
+        if rescoped:
+            services.apply_scopes()
         if hasattr(report, "as_dict"):
             result = report.as_dict()
         else:
