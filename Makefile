@@ -59,6 +59,7 @@ test-all: setup browser
 	$(BIN)/pytest -q -m 'slow or not slow'
 
 bench: setup
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,gpu,bench]'  # trl, for bench/train.py's baseline
 	$(BIN)/python -m bench
 
 lint: setup

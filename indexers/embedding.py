@@ -68,40 +68,28 @@ def resolve_backend(backend: str, device: str = "cpu") -> str:
 
 
 @functools.cache
-def _libgomp():
-    """torch's own libgomp, or None on builds without it (macOS, Windows)."""
-    import ctypes
-    import glob
-    import os
+def _openmp():
+    """threadpoolctl's handle on the OpenMP runtimes loaded in this process (torch's libgomp among them);
+    found once: looking them up walks every loaded library."""
+    import torch  # noqa: F401 - loads torch's libgomp, so that the controller finds it
+    from threadpoolctl import ThreadpoolController
 
-    import torch
-
-    for path in sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp*.so*"))):
-        try:
-            return ctypes.CDLL(path)
-        except OSError:
-            continue
-    return None
+    return ThreadpoolController().select(user_api="openmp")
 
 
 @contextlib.contextmanager
 def one_thread():
     """This OS thread's torch ops on one OpenMP thread for the block. One question is ~15 tokens: split
     over two threads it gains nothing, and under OMP_WAIT_POLICY=PASSIVE (the bot's default) every split
-    wakes a sleeping thread, which made the slow tail of the retrieval latency (BENCHMARKS.md). libgomp's
-    setting is per calling thread, unlike torch.set_num_threads."""
-    import torch
-
-    gomp = _libgomp()
-    if gomp is None:
+    wakes a sleeping thread, which made the slow tail of the retrieval latency (BENCHMARKS.md). OpenMP's
+    thread count is per calling thread (threadpoolctl sets it through omp_set_num_threads, and puts it
+    back after), unlike torch.set_num_threads."""
+    openmp = _openmp()
+    if not openmp.lib_controllers:  # a torch build without OpenMP (macOS, Windows)
         yield
         return
-    before = torch.get_num_threads()  # torch's own first-use setup on this thread happens before ours
-    gomp.omp_set_num_threads(1)
-    try:
+    with openmp.limit(limits=1):
         yield
-    finally:
-        gomp.omp_set_num_threads(before)
 
 
 def _llamacpp_ready(path: str) -> str | None:
