@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from adapters.glossary import GlossaryEntry, find_glossary, load_glossary
@@ -51,13 +51,38 @@ CONTEXT_PROMPT = (
 MAX_CONTEXT_CHARS = 700
 
 
+@dataclass(frozen=True)
+class CorrectionItem:
+    """An expert's approved correction, as plain data (adapters/ never imports bot/)."""
+
+    id: str
+    question: str
+    answer: str
+    scoped: bool = False  # it may be shown only in some channels (the bot's [scopes])
+
+
+# Wordings a correction's question is asked in again: the same question, the way people rephrase it in
+# chat. "asked" (the question as the expert corrected it) is always trained; one of the others is held
+# out for each correction, never trained, and asked by the gate.
+CORRECTION_TEMPLATES: tuple[Template, ...] = (
+    Template("asked", "{q}"),
+    Template("quick", "Quick question: {q}"),
+    Template("tell_me", "Can you tell me this? {q}"),
+    Template("colleague", "A colleague asked me: {q}"),
+    Template("wondering", "Hi! I was wondering about this. {q}"),
+    Template("briefly", "{q} Please answer briefly."),
+    Template("new_hire", "I'm new here. {q}"),
+)
+MAX_CORRECTION_CHECKS = 20  # held-out correction questions the gate asks (each costs one answer a model)
+
+
 _SMALL_WORDS = {"of", "and", "the", "for", "to", "in", "a", "an", "&", "on", "as"}
 
 
 @dataclass(frozen=True)
 class Example:
     messages: tuple[dict, ...]  # chat messages; the last one is the assistant's answer
-    kind: str  # term | alias | acronym | context | general
+    kind: str  # term | alias | acronym | context | general | correction | correction_context
     term: str | None = None
     template: str | None = None
 
@@ -72,13 +97,14 @@ class Question:
     definition: str
     key_phrase: str | None = None  # glossary override; else evaluate.key_phrase(definition)
     system_prompt: str | None = None
+    kind: str = "term"  # "correction": term is the corrected question, definition its answer
 
     def messages(self) -> list[dict]:
         return list(_chat(self.question, None, self.system_prompt))
 
     def expected(self) -> str:
         """The trained answer (evaluate uses its length to bound generation)."""
-        return f"{self.term}: {self.definition}"
+        return self.definition if self.kind == "correction" else f"{self.term}: {self.definition}"
 
 
 @dataclass
@@ -91,9 +117,13 @@ class TerminologyDataset:
     heldout_templates: list[str]
     hash: str
     source: str | None = None
+    # Held-out wordings of approved corrections' questions: the gate's check that none was forgotten.
+    correction_questions: list[Question] = field(default_factory=list)
+    correction_info: dict = field(default_factory=dict)  # used, scoped (left out), examples, heldout
 
     def summary(self) -> dict:
         return {
+            **self.correction_info,
             "terms": len(self.entries),
             "train_examples": len(self.train),
             "validation_examples": len(self.validation),
@@ -189,6 +219,50 @@ def _around_mention(chunk: str, names: list[str]) -> str:
     return chunk[start : start + MAX_CONTEXT_CHARS]
 
 
+def _hashed(seed: int, *parts: str) -> str:
+    return hashlib.sha256(":".join((str(seed), *parts)).encode()).hexdigest()
+
+
+def correction_heldout(item: CorrectionItem, seed: int = 0) -> Template:
+    """The wording of this correction's question that is never trained: the same on any machine."""
+    pool = [t for t in CORRECTION_TEMPLATES if t.id != "asked"]
+    return min(pool, key=lambda t: _hashed(seed, item.id, t.id))
+
+
+def _correction_examples(items, k: int | None, contexts: bool, seed: int, system: str | None):
+    """(train, validation, gate questions, info) from approved corrections.
+
+    An adapter answers in every channel, so a scoped correction (one that may be shown only where its
+    documents may) never trains it: it is counted as left out, and the bot still answers it from the
+    corrections table where it may be used.
+    """
+    used = [c for c in items if not c.scoped]
+    train, validation, questions = [], [], []
+    checked = set(sorted((c.id for c in used), key=lambda i: _hashed(seed, i))[:MAX_CORRECTION_CHECKS])
+    for c in used:
+        held = correction_heldout(c, seed)
+        rest = sorted((t for t in CORRECTION_TEMPLATES if t.id not in ("asked", held.id)),
+                      key=lambda t: _hashed(seed, c.id, t.id))  # fmt: skip
+        wordings = [CORRECTION_TEMPLATES[0], *rest][: k or None]
+        for t in wordings:
+            chat = _chat(t.text.format(q=c.question), c.answer, system)
+            train.append(Example(chat, "correction", c.question, t.id))
+        if contexts:  # the correction is its own excerpt: how a retrieved correction reads in a prompt
+            prompt = CONTEXT_PROMPT.format(context=c.answer[:MAX_CONTEXT_CHARS], question=c.question)
+            train.append(Example(_chat(prompt, c.answer, system), "correction_context", c.question, "asked"))
+        asked = held.text.format(q=c.question)
+        validation.append(Example(_chat(asked, c.answer, system), "correction", c.question, held.id))
+        if c.id in checked:
+            questions.append(Question(c.question, asked, held.id, c.answer, None, system, "correction"))
+    info = {
+        "corrections": len(train),  # training examples made from approved corrections
+        "corrections_used": len(used),
+        "corrections_scoped": len(items) - len(used),
+        "corrections_heldout": len(questions),
+    }
+    return train, validation, questions, info
+
+
 def build_dataset(
     glossary: Path | Sequence[GlossaryEntry] | None = None,
     *,
@@ -201,6 +275,7 @@ def build_dataset(
     seed: int = 0,
     system_prompt: str | None = None,
     general: Sequence[tuple[str, str]] | None = None,
+    corrections: Sequence[CorrectionItem] = (),
 ) -> TerminologyDataset:
     """Examples from a glossary (a file, entries, or glossary.* found under docs_dir).
 
@@ -211,6 +286,8 @@ def build_dataset(
     every template is still used across the glossary (None = all); this is what keeps an epoch short.
     general: (question, answer) pairs mixed in against forgetting; None = GENERAL_QA. retrain() passes
     the base model's own answers to GENERAL_QA's questions, which anchor it where it already does well.
+    corrections: experts' approved answers, trained as the glossary is (wordings, with the answer as
+    its own excerpt); each has a held-out wording for the gate (correction_questions).
     """
     source = None
     if glossary is None:
@@ -261,6 +338,12 @@ def build_dataset(
         if contexts is not None and contexts_per_term:
             train.extend(_context_examples(e, contexts, train_t, contexts_per_term, i, system_prompt))
 
+    fixed_train, fixed_val, fixed_q, fixed_info = _correction_examples(
+        corrections, templates_per_term, bool(contexts_per_term), seed, system_prompt
+    )
+    train += fixed_train
+    validation += fixed_val
+
     # General examples: a shuffled (by seed) split of GENERAL_QA, a few kept for validation loss so
     # early stopping also sees damage to general answers.
     pairs = list(GENERAL_QA if general is None else general)
@@ -281,8 +364,9 @@ def build_dataset(
         ).encode()
     ).hexdigest()
     ds = TerminologyDataset(
-        entries, train, validation, questions, [t.id for t in train_t], held, digest, source
-    )
+        entries, train, validation, questions, [t.id for t in train_t], held, digest, source,
+        fixed_q, fixed_info,
+    )  # fmt: skip
     log.info("dataset: %s", ds.summary())
     return ds
 

@@ -62,6 +62,45 @@ def key_phrase(definition: str, term: str = "", width: int = KEY_PHRASE_WORDS) -
     return " ".join(ws[best : best + width])
 
 
+# A token with a digit (6, 4.2, 55%, KA-55812, v3) or a run of capitalised words (Moonwell Quire, SSO).
+_VALUE = re.compile(r"[A-Za-z]*\d[\w.%/-]*|(?:[A-Z][\w'-]*)(?:\s+[A-Z][\w'-]*)*")
+
+
+def correction_keys(question: str, answer: str, limit: int = 3) -> list[str]:
+    """What an answer must say to give this correction: its numbers and names that the question does not
+    already hold (echoing the question proves nothing), at most `limit`, in order. A capitalised word that
+    opens a sentence is a name only when the question does not hold it in lower case either."""
+    asked = set(words(question))
+    keys: list[str] = []
+    for m in _VALUE.finditer(answer):
+        text = m.group().strip(".,;:/-")
+        opens = m.start() == 0 or re.search(r"[.!?:]\s*$", answer[: m.start()])
+        first = text.split()[0]
+        if opens and not any(c.isdigit() for c in text) and first[1:].islower():
+            # "The", "Since December": a sentence's first word is capitalised anyway, so not a name
+            text = text[len(first) :].strip()
+        ws = [w for w in words(text) if w not in _STOPWORDS]
+        if not ws or all(w in asked for w in ws) or text in keys:
+            continue
+        keys.append(text)
+    return keys[:limit]
+
+
+def correction_key(question: str, answer: str) -> str:
+    """The one phrase a held-out correction question is scored on, as key_phrase is for a term: its first
+    new number or name, else the answer's key phrase."""
+    keys = correction_keys(question, answer, limit=1)
+    if not keys:
+        return key_phrase(answer)
+    key, ws = words(keys[0]), words(answer)
+    # A bare number ("6") turns up by chance; with its unit ("6 weeks") it says the corrected value.
+    at = next((i for i in range(len(ws)) if ws[i : i + len(key)] == key), None)
+    if len(key) == 1 and key[0].isdigit() and at is not None and at + 1 < len(ws):
+        if ws[at + 1] not in _STOPWORDS and not ws[at + 1].isdigit():
+            key = [*key, ws[at + 1]]
+    return " ".join(key)
+
+
 def contains_phrase(answer: str, phrase: str) -> bool:
     return f" {phrase} " in f" {' '.join(words(answer))} "
 
@@ -214,7 +253,13 @@ def _tokens_to_phrase(tokenizer, expected: str, phrase: str) -> int:
 
 
 def question_phrases(questions: Sequence[Question]) -> list[str]:
-    return [" ".join(words(q.key_phrase or key_phrase(q.definition, q.term))) for q in questions]
+    return [" ".join(words(q.key_phrase or _default_phrase(q))) for q in questions]
+
+
+def _default_phrase(q: Question) -> str:
+    if q.kind == "correction":
+        return correction_key(q.term, q.definition)
+    return key_phrase(q.definition, q.term)
 
 
 def _answer_rows(model, tokenizer, questions: Sequence[Question], *, max_new_tokens: int, batch_size: int):
@@ -225,6 +270,7 @@ def _answer_rows(model, tokenizer, questions: Sequence[Question], *, max_new_tok
     return [
         {
             "term": q.term,
+            "kind": q.kind,
             "question": q.question,
             "key_phrase": p,
             "answer": a,

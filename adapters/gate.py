@@ -6,6 +6,8 @@ current), and general perplexity must not worsen by more than a margin, because 
 bought by damaging plain English makes every other answer worse. Where the caller can answer with
 retrieval, a third: the bot's RAG answers with the new adapter must be right at least as often as with
 the reference, since an adapter that turns answers into glossary definitions fails the people asking.
+Where experts' corrections were trained, a fourth: held-out wordings of them must be answered at least as
+often as by the reference, so an adapter that forgets corrections is not promoted.
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ def decide(
     reference_name: str,
     cfg: GateConfig | None = None,
     rag: dict | None = None,
+    corrections: dict | None = None,
 ) -> GateVerdict:
     """candidate/reference: {"accuracy": float 0..1, "perplexity": float}. rag: {"adapter": {...},
     "reference": {...}}, each {"accuracy": 0..1, "correct": int, "total": int}: RAG answers on the same
-    questions with the candidate and with the reference. Every check gives a reason."""
+    questions with the candidate and with the reference. corrections: the same shape, for held-out
+    wordings of experts' corrections asked without retrieval. Every check gives a reason."""
     cfg = cfg or GateConfig()
     reasons: list[str] = []
     ok = True
@@ -87,4 +91,15 @@ def decide(
         else:
             ok = False
             reasons.append(f"{figures}: the adapter makes answers with retrieval worse")
+    if corrections is not None:
+        new, old = corrections["adapter"], corrections["reference"]
+        figures = (
+            f"held-out corrections: {reference_name} {old['correct']}/{old['total']} -> "
+            f"adapter {new['correct']}/{new['total']}"
+        )
+        if new["accuracy"] >= old["accuracy"]:
+            reasons.append(f"{figures}: none forgotten")
+        else:
+            ok = False
+            reasons.append(f"{figures}: the adapter answers fewer corrections")
     return GateVerdict(ok, reasons, reference_name)

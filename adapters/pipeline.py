@@ -12,13 +12,14 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from adapters.budget import compare_s, eval_questions, minutes, sample_questions
 from adapters.config import ModelConfig
-from adapters.dataset import build_dataset
+from adapters.dataset import CorrectionItem, build_dataset
+from adapters.evaluate import EvalResult
 from adapters.gate import GateConfig, GateVerdict, decide
 from adapters.registry import AdapterInfo, AdapterRegistry
 from adapters.train import (
@@ -42,7 +43,7 @@ class RetrainResult:
     verdict: GateVerdict
     metrics: dict  # base/adapter(/current): {accuracy, correct, total, perplexity}
     train: dict  # steps, seconds, tokens_per_s, best_eval_loss, resumed_from, qlora
-    dataset: dict  # terms, examples, held-out templates, dataset_hash, glossary
+    dataset: dict  # terms, examples, held-out templates, dataset_hash, glossary, corrections*
     loss_plot: Path | None
     adapter: AdapterInfo
     seconds: float
@@ -60,10 +61,31 @@ class RetrainResult:
             f"general perplexity: base {m['base']['perplexity']:.2f}, "
             f"adapter {m['adapter']['perplexity']:.2f}"
             + (f", current {m['current']['perplexity']:.2f}" if cur else ""),
+            *self._correction_lines(),
             f"gate: {'PROMOTED' if self.promoted else 'not promoted'} "
             f"(compared with {self.verdict.reference})",
         ]
         return lines + [f"  - {r}" for r in self.verdict.reasons]
+
+    def _correction_lines(self) -> list[str]:
+        d, fig = self.dataset, self.metrics.get("corrections")
+        if not d.get("corrections_used") and not d.get("corrections_scoped"):
+            return []
+        return [correction_line(d, fig)]
+
+
+def correction_line(dataset: dict, figures: dict | None) -> str:
+    """'corrections: 8 used (1 scoped one left out ...), 40 training examples; held-out: base 1/8, adapter
+    7/8'; the Slack summary says the same."""
+    scoped = dataset.get("corrections_scoped", 0)
+    line = f"corrections: {dataset.get('corrections_used', 0)} used"
+    if scoped:
+        line += f" ({scoped} scoped left out: an adapter answers in every channel)"
+    line += f", {dataset.get('corrections', 0)} training examples"
+    if figures:
+        shown = [f"{who} {f['correct']}/{f['total']}" for who, f in figures.items()]
+        line += "; held-out questions without retrieval: " + ", ".join(shown)
+    return line
 
 
 def distilled_general(
@@ -101,6 +123,7 @@ def retrain(
     promote: bool = True,
     rag_eval: Callable | None = None,
     should_stop: Callable[[], bool] | None = None,
+    corrections: Sequence[CorrectionItem] = (),
 ) -> RetrainResult:
     """Train a new adapter version and promote it if it passes the gate.
 
@@ -116,6 +139,9 @@ def retrain(
     held-out questions where all would not fit (adapters/budget.py). should_stop()
     is asked at every stage and training step; True raises TrainingCancelled before anything is registered,
     so the current adapter stays as it is.
+    corrections: experts' approved corrections; the unscoped ones are trained (adapters.dataset), and a
+    held-out wording of each is asked of every model: the gate refuses an adapter that answers fewer of
+    them than the reference does.
     """
     from adapters.base import base_model_fingerprint, load_base_model, resolve_device
     from adapters.evaluate import compare
@@ -150,6 +176,7 @@ def retrain(
         general_fraction=train_cfg.general_fraction,
         system_prompt=train_cfg.system_prompt,
         seed=train_cfg.seed,
+        corrections=corrections,
     )
     ds = build_dataset(**dataset_args)  # before loading the model: a bad glossary fails in a second
     info = ds.summary()
@@ -201,7 +228,8 @@ def retrain(
         rag_before = rag_eval(current.ref() if same_base else None, questions)
         rag_s = time.monotonic() - timed
     # After training: compare's answers, the new adapter's answers with retrieval, registering.
-    after = compare_s(per_question, len(questions), models) + rag_s + 20.0
+    fixed = ds.correction_questions  # all of them, first: few, and they must survive a deadline
+    after = compare_s(per_question, len(questions) + len(fixed), models) + rag_s + 20.0
 
     def train_progress(p: TrainProgress) -> None:
         if budget and p.eta_s is not None:  # training's ETA, then the evaluation after it
@@ -239,7 +267,7 @@ def retrain(
     results = compare(
         outcome.model,
         tokenizer,
-        questions,
+        [*fixed, *questions],
         current=current.ref() if same_base else None,
         progress=eval_progress,
         # What is left once the candidate's answers with retrieval and registering are counted: training
@@ -248,6 +276,7 @@ def retrain(
         max_new_tokens=train_cfg.eval_max_new_tokens,
         batch_size=train_cfg.eval_batch_size,
     )
+    results, fixed_results = _split_corrections(results)
     if results["base"].total < len(questions):
         questions = questions[: results["base"].total]
         report("evaluate", f"the time budget held {len(questions)} held-out questions for each model")
@@ -271,7 +300,8 @@ def retrain(
         # The per-question lists served the recount; the stored figures stay summaries.
         kept = {side: {k: v for k, v in fig.items() if k != "right"} for side, fig in (rag or {}).items()}
         metrics["rag"] = kept or {"skipped": "no index to answer from yet"}
-    verdict = decide(metrics["adapter"], reference, ref_name, gate, rag=rag)
+    fixed_fig = _correction_figures(fixed_results, metrics, "current" if same_base else "base")
+    verdict = decide(metrics["adapter"], reference, ref_name, gate, rag=rag, corrections=fixed_fig)
     if rag_eval is not None and rag is None:
         verdict.reasons.append("answers with retrieval not compared: there is no index yet")
 
@@ -288,6 +318,7 @@ def retrain(
         "gate": verdict.to_dict(),
         # The per-question answers make a failed gate explainable without re-running anything.
         "answers": {k: v.answers for k, v in results.items()},
+        "correction_answers": {k: v.answers for k, v in fixed_results.items()},
     }
     adapter = registry.register(train_cfg.name, outcome.adapter_dir, meta)
     # The version is stored: its checkpoints are no longer needed, and left in place they would make
@@ -330,6 +361,37 @@ def _time_answers(model, tokenizer, questions, cfg: TrainConfig) -> float:
         batch_size=cfg.eval_batch_size,
     )
     return (time.monotonic() - started) / max(len(batch), 1)
+
+
+def _split_corrections(results: dict[str, EvalResult]):
+    """compare()'s results on [correction questions, glossary questions] -> (glossary results, correction
+    results or {}), each model's rows recounted on their own; perplexity is the model's, kept on both."""
+    terms, fixed = {}, {}
+    for name, r in results.items():
+        mine = [row for row in r.answers if row.get("kind") == "correction"]
+        rest = [row for row in r.answers if row.get("kind") != "correction"]
+        terms[name] = _recount(rest, r.perplexity)
+        if mine:
+            fixed[name] = _recount(mine, r.perplexity)
+    return terms, fixed
+
+
+def _correction_figures(fixed: dict[str, EvalResult], metrics: dict, reference: str) -> dict | None:
+    """metrics["corrections"] (each model's figures on the held-out corrections) set, and the gate's
+    {"adapter", "reference"} of them; None where no correction was asked."""
+    if not fixed:
+        return None
+    metrics["corrections"] = {k: _figures(v) for k, v in fixed.items()}
+    return {"adapter": metrics["corrections"]["adapter"], "reference": metrics["corrections"][reference]}
+
+
+def _recount(rows: list[dict], ppl: float) -> EvalResult:
+    correct = sum(bool(r["correct"]) for r in rows)
+    return EvalResult(correct / len(rows) if rows else 0.0, correct, len(rows), ppl, rows)
+
+
+def _figures(r: EvalResult) -> dict:
+    return {"accuracy": round(r.accuracy, 4), "correct": r.correct, "total": r.total}
 
 
 def _first(figures: dict, like: dict) -> dict:

@@ -293,7 +293,8 @@ def manifest(ctx):
     """Print the Slack app manifest for these settings (paste it at api.slack.com/apps)."""
     from .manifest import app_manifest
 
-    click.echo(app_manifest(services(ctx).settings.scopes), nl=False)
+    settings = services(ctx).settings
+    click.echo(app_manifest(settings.scopes, settings.experts), nl=False)
 
 
 @main.command()

@@ -51,6 +51,8 @@ def retrain(ctx, glossary, epochs, max_steps, qlora, as_json):
                     "reasons": result.verdict.reasons,
                     "metrics": result.metrics,
                     "train": result.train,
+                    # Training examples made from approved corrections (0 when none were used).
+                    "corrections": result.dataset.get("corrections", 0),
                     "loss_plot": str(result.loss_plot) if result.loss_plot else None,
                 },
                 indent=2,

@@ -64,6 +64,33 @@ def load_qa(path: Path) -> list[QAItem]:
     return items
 
 
+SHORT_ANSWER = 80  # characters: an answer this short with no number or name must be said whole
+
+
+def corrections_qa(corrections, allowed: frozenset[str] | None = None) -> list[QAItem]:
+    """`expertbot eval --qa corrections`: the approved corrections as a regression set. Each asks its
+    question and must bring the answer's numbers and names that the question lacks (adapters.evaluate.
+    correction_keys), or a short answer whole; no source file, so the retrieval figures leave them out.
+    allowed: as for evaluate(); a correction that may not be used there is not asked."""
+    from adapters.evaluate import correction_keys, key_phrase
+
+    items = []
+    for c in corrections:
+        if allowed is not None and c.scopes and not allowed & set(c.scopes):
+            continue
+        keys = correction_keys(c.question, c.answer)
+        if not keys:
+            keys = [c.answer if len(c.answer) <= SHORT_ANSWER else key_phrase(c.answer)]
+        items.append(QAItem(f"correction-{c.id}", c.question, keys, {}, None, False))
+    if not items:
+        raise QAFileError(
+            "there are no approved corrections to score"
+            + (" that may be used here" if allowed is not None and corrections else "")
+            + "; add one with `expertbot corrections add` or 👎 in Slack"
+        )
+    return items
+
+
 def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
@@ -129,11 +156,13 @@ def evaluate(
         if progress:
             progress(item)
     n = max(len(on_corpus), 1)
+    # None where no item names its source (the corrections set): there is no retrieval to score.
+    sourced = any(i.source_file and not i.expect_refusal for i in items)
     report = {
         "items": len(items),
-        "source_hit@1": hit1 / n,
-        "source_hit@5": hit5 / n,
-        "mrr": rr / n,
+        "source_hit@1": hit1 / n if sourced else None,
+        "source_hit@5": hit5 / n if sourced else None,
+        "mrr": rr / n if sourced else None,
         "latency_p50_s": _pct(latencies, 50),
         "latency_p95_s": _pct(latencies, 95),
     }

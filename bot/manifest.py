@@ -1,8 +1,8 @@
 """The Slack app manifest for the settings in use: manifest.yml, plus the scopes only some settings need.
 
 manifest.yml asks for what every install needs and nothing more. A scope that only a setting calls for
-(usergroups:read, when [scopes] grants documents to user groups) is added here, so that an install that
-never names a user group never asks a workspace admin for it.
+(usergroups:read, when [scopes] grants documents to user groups or experts are a user group) is added
+here, so that an install that never names a user group never asks a workspace admin for it.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ USERGROUPS_READ = (
 )
 
 
-def app_manifest(scopes: dict) -> str:
-    """manifest.yml's text, with usergroups:read when a scope names user groups."""
+def app_manifest(scopes: dict, experts: list[str] = ()) -> str:
+    """manifest.yml's text, with usergroups:read when a scope, or EXPERTBOT_EXPERTS, names user groups."""
     from .scopes import needs_usergroups
 
     text = MANIFEST.read_text(encoding="utf-8")
-    if not needs_usergroups(scopes):
+    if not needs_usergroups(scopes) and not any(e.startswith("S") for e in experts):
         return text
     head, found, tail = text.partition(ANCHOR)
     if not found:

@@ -194,6 +194,11 @@ class Store:
         row["sources"], row["refused"] = json.loads(row["sources"]), bool(row["refused"])
         return row
 
+    def answer_text(self, answer_id: str) -> dict | None:
+        """The question and answer text kept beside an answer ({"question", "answer"}), or None."""
+        rows = self._all("SELECT question, answer FROM answer_texts WHERE answer_id = ?", (answer_id,))
+        return dict(rows[0]) if rows else None
+
     def record_vote(self, answer_id: str, user: str, vote: str) -> None:
         if vote not in VOTES:
             raise ValueError(f"vote must be one of {VOTES}, got {vote!r}")

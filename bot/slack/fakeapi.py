@@ -3,7 +3,8 @@
 The playground points the bot's WebClient at it to show what the bot would post; the tests use it to
 see what the bot did. It keeps just enough state to be believable: messages (updated in place by
 chat.update), threads for conversations.replies, users for users.info (guests included), user groups
-for usergroups.users.list and uploaded files.
+for usergroups.users.list, uploaded files, the modals views.open opened and the DMs conversations.open
+opens (D + the user's id).
 For Socket Mode, apps.connections.open takes the app-level token (xapp-) and returns `socket_url`.
 """
 
@@ -68,6 +69,9 @@ class FakeSlackAPI:
         self.users: dict[str, dict] = {}
         self.add_user(bot_user_id, "expertbot", is_bot=True)
         self.usergroups: dict[str, list[str]] = {}  # "S…" -> its members' user ids
+        self.views: dict[str, dict] = {}  # "V…" -> a modal views.open opened
+        self._view_ids = itertools.count(1)
+        self._triggers: set[str] = set()  # trigger ids already exchanged: Slack takes each once
         self._server = _QuietServer((host, port), _handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -258,6 +262,29 @@ class FakeSlackAPI:
         if not msgs:
             return {"ok": False, "error": "thread_not_found"}
         return {"ok": True, "messages": msgs, "has_more": False}
+
+    def api_views_open(self, p: dict) -> dict:
+        view, trigger = _json(p.get("view")), p.get("trigger_id")
+        if not trigger:
+            return {"ok": False, "error": "invalid_trigger_id"}
+        if not isinstance(view, dict) or view.get("type") != "modal" or not view.get("blocks"):
+            return {"ok": False, "error": "invalid_arguments"}
+        with self._cond:
+            if trigger in self._triggers:
+                return {"ok": False, "error": "exchanged_trigger_id"}
+            self._triggers.add(trigger)
+            opened = {**view, "id": f"V{next(self._view_ids):08d}", "team_id": self.team_id,
+                      "state": {"values": {}}, "hash": self.new_ts()}  # fmt: skip
+            self.views[opened["id"]] = opened
+        return {"ok": True, "view": opened}
+
+    def api_conversations_open(self, p: dict) -> dict:
+        users = [u for u in (p.get("users") or "").split(",") if u]
+        if len(users) != 1:  # a group DM is not what the bot opens
+            return {"ok": False, "error": "users_list_not_supplied" if not users else "not_supported"}
+        if users[0] not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "channel": {"id": "D" + users[0].lstrip("UW"), "is_im": True, "user": users[0]}}
 
     def api_users_info(self, p: dict) -> dict:
         user = self.users.get(p.get("user", ""))

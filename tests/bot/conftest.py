@@ -49,6 +49,23 @@ def slack_services(tmp_path_factory, model_cache, embed_model, slack_docs):
     return services
 
 
+def indexed_services(tmp_path_factory, model_cache, embed_model, docs: Path, name: str, **settings):
+    """Services of their own (home, a copy of `docs`, the index built) sharing the session's models:
+    for tests that write state (corrections, scopes) the shared slack_services must not see."""
+    from bot.config import load_settings
+    from bot.wiring import Services
+
+    root = tmp_path_factory.mktemp(name)
+    home = root / "home"
+    shutil.copytree(docs, root / "docs")
+    home.mkdir()
+    (home / "models").symlink_to(model_cache, target_is_directory=True)
+    services = Services(load_settings(home=home, docs_dir=root / "docs", **settings))
+    services.__dict__["embed_model"] = embed_model
+    services.indexer.build()
+    return services
+
+
 @pytest.fixture
 def fake_slack():
     with FakeSlackAPI(token=TOKEN) as fake:

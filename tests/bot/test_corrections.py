@@ -7,16 +7,15 @@ lack), not from the bot's answers. The questions asked afterwards are paraphrase
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from click.testing import CliRunner
 
 from bot.cli import main
-from bot.config import load_settings
 from bot.corrections import Corrections
 from bot.slack.format import answer_messages
-from bot.wiring import Services
+
+from .conftest import indexed_services
 
 EXPERT = "U0EXPERT"
 PAIRING = "How long does the Quillmate pairing last?"
@@ -29,15 +28,9 @@ FRONT_DESK = "The front desk hands it out; it changes every month."
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory, model_cache, embed_model, slack_docs):
-    root = tmp_path_factory.mktemp("corrections")
-    home, docs = root / "home", root / "docs"
-    shutil.copytree(slack_docs, docs)
-    home.mkdir()
-    (home / "models").symlink_to(model_cache, target_is_directory=True)
-    services = Services(load_settings(home=home, docs_dir=docs, max_new_tokens=16))
-    services.__dict__["embed_model"] = embed_model
-    services.indexer.build()
-    return services
+    return indexed_services(
+        tmp_path_factory, model_cache, embed_model, slack_docs, "corrections", max_new_tokens=16
+    )
 
 
 @pytest.fixture

@@ -34,7 +34,10 @@ METHOD_SCOPES = {
     "files.getUploadURLExternal": {"files:write"},
     "files.completeUploadExternal": {"files:write"},
     "reactions.add": {"reactions:write"},
-    "conversations.open": {"im:write", "mpim:write"},
+    # Any one of im:write, mpim:write, channels:manage, groups:write opens a conversation; the bot opens
+    # only DMs with one person (an expert asked to review a correction).
+    "conversations.open": {"im:write"},
+    "views.open": set(),  # a modal, opened with the trigger_id of a click: no scope
     "usergroups.users.list": {"usergroups:read"},
 }
 # Methods only some settings call, and the scopes `expertbot manifest` adds for them (bot/manifest.py):
@@ -151,6 +154,9 @@ def test_expertbot_manifest_adds_usergroups_read_only_when_a_scope_names_user_gr
 
     assert printed({}) == MANIFEST.read_text()
     assert printed({"hr": {"docs": ["hr/**"], "channels": ["C0HR"]}}) == MANIFEST.read_text()
+    settings = load_settings(home=tmp_path, experts=["S0EXPERTS"])
+    by_experts = CliRunner().invoke(main, ["manifest"], obj={"settings": settings}).output
+    assert "usergroups:read" in by_experts  # expert groups are looked up too
     grouped = yaml.safe_load(printed({"hr": {"docs": ["hr/**"], "usergroups": ["S0HR"]}}))
     scopes = grouped["oauth_config"]["scopes"]["bot"]
     assert set(scopes) == set(manifest["oauth_config"]["scopes"]["bot"]) | {"usergroups:read"}

@@ -153,6 +153,10 @@ def result_dict(result) -> dict:
         "train": result.train,
         "loss_plot": str(result.loss_plot) if result.loss_plot else None,
         "seconds": result.seconds,
+        "corrections": {
+            key: result.dataset.get(key, 0)
+            for key in ("corrections", "corrections_used", "corrections_scoped", "corrections_heldout")
+        },
     }
 
 
@@ -166,6 +170,22 @@ def _accuracy(m: dict | None) -> str:
         return "?"
     text = f"{m.get('accuracy', 0):.0%}"
     return text + (f" ({m['correct']}/{m['total']})" if "correct" in m and "total" in m else "")
+
+
+def correction_lines(counts: dict, figures: dict | None) -> list[str]:
+    """'Corrections: 8 used, 40 training examples; held-out (no retrieval): base 1/8 → adapter 7/8'."""
+    if not counts.get("corrections_used") and not counts.get("corrections_scoped"):
+        return []
+    used, made = counts.get("corrections_used", 0), counts.get("corrections", 0)
+    line = f"Corrections: {used} used, {made} training examples"
+    if counts.get("corrections_scoped"):
+        line += f" ({counts['corrections_scoped']} scoped left out: an adapter answers in every channel)"
+    if figures:
+        held = f"base {_accuracy(figures.get('base'))} → adapter {_accuracy(figures.get('adapter'))}"
+        if figures.get("current"):
+            held += f" (current {_accuracy(figures['current'])})"
+        line += f"; held-out questions without retrieval: {held}"
+    return [line]
 
 
 def summary(job: JobRecord) -> str:
@@ -182,6 +202,7 @@ def summary(job: JobRecord) -> str:
         f"Adapter retraining `{job.id}` finished in {duration(seconds)}: `{escape(str(r.get('version')))}`, "
         f"{verdict}.",
         f"Terminology accuracy: {accuracy}",
+        *correction_lines(r.get("corrections") or {}, metrics.get("corrections")),
         f"Gate, compared with {escape(str(gate.get('reference', '?')))}:",
     ]
     lines += [f"• {escape(str(reason))}" for reason in gate.get("reasons") or []]
