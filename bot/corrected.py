@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .answer import Answer, Source, is_idk
+from .answer import Answer, Source
+from .grounding import is_idk
 
 
 def corrected_note(correction) -> str:

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .answer import EVIDENCE_CHUNKS, is_idk, ungrounded
+from .answer import EVIDENCE_CHUNKS
+from .grounding import is_idk, ungrounded
 
 log = logging.getLogger(__name__)
 

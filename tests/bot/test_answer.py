@@ -4,7 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.answer import IDK, QUOTE_PREFIX, AnswerStream, Source, ground, is_idk, ungrounded
+from bot.answer import AnswerStream, Source
+from bot.grounding import IDK, QUOTE_PREFIX, ground, is_idk, ungrounded
 from indexers.facts import Fact
 
 FACTS = [
@@ -106,7 +107,7 @@ def test_a_follow_up_uses_the_thread(acme_services):
 
 
 def test_names_in_a_question_must_be_in_what_was_retrieved():
-    from bot.answer import question_names, unmatched_names
+    from bot.grounding import question_names, unmatched_names
 
     assert question_names("What does the --frozen-lockfile flag of yarn do?") == ["--frozen-lockfile"]
     assert question_names("How do I make an empty set? Does {} work?") == []  # "Does" starts a sentence
@@ -188,7 +189,7 @@ def test_the_cli_refuses_a_question_over_max_question_chars(acme_services):
 def test_question_names_takes_linear_time_on_a_megabyte():
     import time
 
-    from bot.answer import question_names
+    from bot.grounding import question_names
 
     # Capitalised words used to rescan the whole question before each of them: quadratic, hours for 1 MB.
     for text in ("Ab " * 333_333, "a. " * 333_333, "What is gc.auto? " * 60_000, "x" * 1_000_000):
