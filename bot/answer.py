@@ -75,7 +75,7 @@ class AnswerStream:
         self.sources = sources
         self.messages = messages or []  # what the model was sent, after the token budget
         self.facts = facts or []  # indexers.facts.Fact, best first: what the model was shown
-        self._hits = hits or []
+        self._hits = hits if hits is not None else []
         self._question = question
         self.adapter = adapter
         self.refused = pieces is None  # answered without calling the model
@@ -206,7 +206,9 @@ class Answerer:
             or max(h.similarity for h in best) < self.min_similarity
             or unmatched_names(question, best)
         ):
-            return AnswerStream([], name, None, text=IDK)  # nothing relevant: don't let the model guess
+            # Nothing relevant: don't let the model guess. The hits stay (uncited): a correction of this
+            # question is matched with the vector they were retrieved with, not one embedded again.
+            return AnswerStream([], name, None, text=IDK, hits=hits)
         if not self.select_facts:
             hits = best
         facts = self.select_facts(question, hits, FACTS) if self.select_facts else []

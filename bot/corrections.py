@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .store import STORE_FILENAME, now_iso
+from .store import STORE_FILENAME, connect, now_iso
 
 MAX_CHARS = 4000  # as for questions (EXPERTBOT_MAX_QUESTION_CHARS' default)
 # Cosine similarity of two questions' embeddings (all-MiniLM-L6-v2) from which one is taken as the other
@@ -92,13 +92,7 @@ class Corrections:
         path = Path(path)
         self.path = path / STORE_FILENAME if path.is_dir() else path
         self.embed = embed
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
+        self._db, self._lock = connect(self.path, SCHEMA), threading.Lock()
         self._vectors: dict | None = None  # approved ones: id -> (vector, scopes), loaded on first match
 
     def close(self) -> None:
@@ -188,10 +182,11 @@ class Corrections:
 
     # -- answering -------------------------------------------------------------------------------------
     def match(
-        self, query_vector: list[float], allowed: frozenset[str] | None = None
+        self, query_vector: list[float] | Callable[[], list[float]], allowed: frozenset[str] | None = None
     ) -> tuple[Correction, float] | None:
         """The approved correction whose question is nearest this one, if near enough and usable under
-        `allowed` (bot.scopes.Access.allowed)."""
+        `allowed` (bot.scopes.Access.allowed). query_vector may be a function giving it: it is called
+        only when some correction could match, so a bot without corrections embeds nothing more."""
         with self._lock:
             cached = self._vectors
         if cached is None:
@@ -199,15 +194,16 @@ class Corrections:
             cached = {r["id"]: (json.loads(r["vector"]), set(json.loads(r["scopes"]))) for r in rows}
             with self._lock:
                 self._vectors = cached
-        usable = (
-            (_cosine(query_vector, vector), i)
-            for i, (vector, scopes) in cached.items()
-            if allowed is None or not scopes or allowed & scopes
-        )
-        best = max(usable, default=None)
-        if best is None or best[0] < MATCH_SIMILARITY:
+        usable = {
+            i: v for i, (v, scopes) in cached.items() if allowed is None or not scopes or allowed & scopes
+        }
+        if not usable:
             return None
-        return self.get(best[1]), best[0]
+        query = query_vector() if callable(query_vector) else query_vector
+        similarity, best = max((_cosine(query, vector), i) for i, vector in usable.items())
+        if similarity < MATCH_SIMILARITY:
+            return None
+        return self.get(best), similarity
 
 
 def _cosine(a: list[float], b: list[float]) -> float:

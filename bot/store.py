@@ -91,19 +91,24 @@ class JobConflictError(RuntimeError):
         self.running = running
 
 
+def connect(path: Path, schema: str) -> sqlite3.Connection:
+    """A connection to the bot's database file, shared by threads (callers serialise with a lock), in WAL
+    mode so that other connections and processes read while one writes; `schema` created if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(schema)
+    return db
+
+
 class Store:
     def __init__(self, path: Path, *, keep_days: float = 90):
         if keep_days <= 0:
             raise ValueError(f"feedback_days must be a positive number of days, got {keep_days}")
         self.path, self.keep_days = Path(path), keep_days
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # One connection shared by the listener, answer and job threads; the lock serialises them.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
+        self._db, self._lock = connect(self.path, SCHEMA), threading.Lock()
 
     @classmethod
     def in_home(cls, home: Path, *, keep_days: float = 90) -> Store:

@@ -207,8 +207,8 @@ class Services:
 
     def find_correction(self, question: str, vector, allowed):
         """The approved correction of this question, if any may be used under `allowed`."""
-        corrections = self.corrections
-        return corrections.match(vector or self.embed_model.get_query_embedding(question), allowed)
+        query = vector or (lambda: self.embed_model.get_query_embedding(question))
+        return self.corrections.match(query, allowed)
 
     @_built_once
     def access(self):

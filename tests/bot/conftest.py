@@ -7,6 +7,7 @@ short (max_new_tokens) because the CPU model makes ~27 tokens a second.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from pathlib import Path
@@ -101,12 +102,21 @@ def make_app(slack_services, fake_slack, store_path):
 @pytest.fixture
 def playground(slack_services, store_path):
     """The playground (its page, fake Slack and Bolt app) served on a free port: (Playground, base URL)."""
+    with served_playground(slack_services, Store(store_path)) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def served_playground(services, store: Store):
+    """A playground over `services` (every piece streamed), its page served on a free port."""
     from bot.playground import Playground, make_server
 
-    pg = Playground(slack_services, store=Store(store_path), update_interval=0)  # every piece streamed
+    pg = Playground(services, store=store, update_interval=0)
     server = make_server(pg, port=0)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield pg, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    pg.close()
+    try:
+        yield pg, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        pg.close()

@@ -126,7 +126,7 @@ def test_a_new_user_asks_votes_and_reindexes_in_a_real_browser(playground, brows
     assert browser.errors == []
 
 
-def test_someone_tries_the_scopes_as_other_people_in_other_channels(scoped_playground, browser):  # noqa: F811
+def test_someone_tries_the_scopes_as_other_people_in_other_channels(scoped_playground, browser, tmp_path):  # noqa: F811
     pg, url = scoped_playground
     pg.warm_up()
     browser.open(url + "/")
@@ -156,4 +156,6 @@ def test_someone_tries_the_scopes_as_other_people_in_other_channels(scoped_playg
 
     browser.choose("#person", MEMBER)  # back to the member: their DM and its answer are there again
     browser.wait_for_text(visible(dm_answer), HR_DOC, within="#dm")
+    png = browser.screenshot(os.environ.get("PLAYGROUND_SCOPES_SCREENSHOT") or tmp_path / "scopes.png")
+    assert png.startswith(b"\x89PNG")  # PLAYGROUND_SCOPES_SCREENSHOT=path keeps it, to look at
     assert browser.errors == []

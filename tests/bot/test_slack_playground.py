@@ -14,6 +14,8 @@ import pytest
 from bot.playground import CHANNEL, DM, Playground, make_server
 from bot.store import Store
 
+from .conftest import served_playground
+
 
 def call(url, payload=None):
     data = None if payload is None else json.dumps(payload).encode()
@@ -98,13 +100,8 @@ def scoped_services(tmp_path_factory, slack_services, slack_docs, model_cache):
 @pytest.fixture
 def scoped_playground(scoped_services, store_path):
     """The playground over scoped_services, served on a free port: (Playground, base URL)."""
-    pg = Playground(scoped_services, store=Store(store_path), update_interval=0)
-    server = make_server(pg, port=0)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield pg, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    pg.close()
+    with served_playground(scoped_services, Store(store_path)) as served:
+        yield served
 
 
 def test_with_scopes_the_playground_offers_their_channels_and_people(tmp_path, slack_docs):
