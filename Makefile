@@ -12,7 +12,7 @@ export ANONYMIZED_TELEMETRY := False
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser run test test-slow test-all bench lint clean
+.PHONY: setup browser postgres run test test-slow test-all bench lint clean
 
 setup: $(STAMP)
 
@@ -49,13 +49,19 @@ browser:
 	  echo "installing Debian's chromium (apt-get) for the playground's browser test"; \
 	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium fonts-noto-color-emoji; }
 
-test: setup browser
+# The state-store tests (tests/bot/test_store_postgres.py) start a real PostgreSQL on 127.0.0.1, in a temp dir.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  echo "installing Debian's postgresql (apt-get) for the state-store tests"; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql; }
+
+test: setup browser postgres
 	$(BIN)/pytest -q --durations=10
 
 test-slow: setup
 	$(BIN)/pytest -q -m slow
 
-test-all: setup browser
+test-all: setup browser postgres
 	$(BIN)/pytest -q -m 'slow or not slow'
 
 bench: setup

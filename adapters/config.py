@@ -16,7 +16,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 # other GGUF. Quantized weights make llama.cpp round the activations to 8 bits too, and SmolLM2-135M's
 # outliers do not survive that: on Q4_1 and Q8_0 "What is the capital of France?" got "L'Étoile, la Cité,
 # ...", and a LoRA's effect on the logits correlated 0.5-0.6 with peft's (F16: 0.998; BENCHMARKS.md,
-# issue 12).
+# issue 12). BF16 (activations rounded to bf16 too) ran the prompt pass faster where the CPU has avx512_bf16,
+# but that correlation fell to 0.92-0.97: not the default either.
 GGUF_WEIGHTS = ("auto", "source", "q4_0", "q8_0", "bf16", "f16")
 
 
@@ -45,7 +46,13 @@ class ModelConfig:
         },
     )
     prompt_threads: int | None = field(default=None, metadata={"help": "prompt-pass threads; None = all"})
-    flash_attn: bool = field(default=False, metadata={"help": "llama.cpp flash attention"})
+    flash_attn: bool = field(default=True, metadata={"help": "llama.cpp flash attention"})
+    # Off: on a 2-core CPU a batch of 2-11 tokens cost 2.3-4.5x one token, and drafts kept ~1.3 tokens a
+    # step on RAG answers, so decoding got slower (BENCHMARKS.md). It pays where a batch costs about one
+    # token (a GPU, or a model big enough to be memory-bound).
+    draft_tokens: int = field(
+        default=0, metadata={"help": "llama.cpp prompt-lookup draft tokens per step, greedy only; 0 = off"}
+    )
 
     def __post_init__(self):
         if not isinstance(self.base_model, str) or not self.base_model.strip():
@@ -70,6 +77,14 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 16:
                 raise ValueError(f"{name} must be an integer of at least 16, got {value!r}")
+        if (
+            isinstance(self.draft_tokens, bool)
+            or not isinstance(self.draft_tokens, int)
+            or self.draft_tokens < 0
+        ):
+            raise ValueError(
+                f"draft_tokens must be an integer >= 0 (0 = no drafts), got {self.draft_tokens!r}"
+            )
         if not isinstance(self.flash_attn, bool):
             raise ValueError(f"flash_attn must be a bool, got {self.flash_attn!r}")
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int):

@@ -74,6 +74,12 @@ CORRECTION_TEMPLATES: tuple[Template, ...] = (
     Template("new_hire", "I'm new here. {q}"),
 )
 MAX_CORRECTION_CHECKS = 20  # held-out correction questions the gate asks (each costs one answer a model)
+# One approved correction in HELDOUT_EVERY is never trained (chosen by its id's hash, so adding others never
+# moves it) once there are MIN_FOR_HELDOUT: the gate asks it with its text as the excerpt, the way the bot
+# serves a retrieved correction, so an adapter that stops answering from corrections is not promoted. With
+# fewer, every one is trained: holding out one of three would cost more than the check is worth.
+HELDOUT_EVERY, MIN_FOR_HELDOUT = 5, 5
+WITHHELD = "withheld"  # the template id of a held-out-share correction's gate question
 
 
 _SMALL_WORDS = {"of", "and", "the", "for", "to", "in", "a", "an", "&", "on", "as"}
@@ -229,6 +235,11 @@ def correction_heldout(item: CorrectionItem, seed: int = 0) -> Template:
     return min(pool, key=lambda t: _hashed(seed, item.id, t.id))
 
 
+def correction_withheld(item: CorrectionItem, seed: int = 0) -> bool:
+    """Whether this correction is in the held-out share (when there are enough to hold one out)."""
+    return int(_hashed(seed, "withheld", item.id), 16) % HELDOUT_EVERY == 0
+
+
 def _correction_examples(items, k: int | None, contexts: bool, seed: int, system: str | None):
     """(train, validation, gate questions, info) from approved corrections.
 
@@ -237,9 +248,14 @@ def _correction_examples(items, k: int | None, contexts: bool, seed: int, system
     corrections table where it may be used.
     """
     used = [c for c in items if not c.scoped]
+    withheld = [c for c in used if correction_withheld(c, seed)] if len(used) >= MIN_FOR_HELDOUT else []
     train, validation, questions = [], [], []
     checked = set(sorted((c.id for c in used), key=lambda i: _hashed(seed, i))[:MAX_CORRECTION_CHECKS])
     for c in used:
+        if c in withheld:
+            prompt = CONTEXT_PROMPT.format(context=c.answer[:MAX_CONTEXT_CHARS], question=c.question)
+            questions.append(Question(c.question, prompt, WITHHELD, c.answer, None, system, "correction"))
+            continue
         held = correction_heldout(c, seed)
         rest = sorted((t for t in CORRECTION_TEMPLATES if t.id not in ("asked", held.id)),
                       key=lambda t: _hashed(seed, c.id, t.id))  # fmt: skip
@@ -259,6 +275,7 @@ def _correction_examples(items, k: int | None, contexts: bool, seed: int, system
         "corrections_used": len(used),
         "corrections_scoped": len(items) - len(used),
         "corrections_heldout": len(questions),
+        "corrections_withheld": len(withheld),  # never trained; asked by the gate with their text
     }
     return train, validation, questions, info
 
@@ -287,7 +304,8 @@ def build_dataset(
     general: (question, answer) pairs mixed in against forgetting; None = GENERAL_QA. retrain() passes
     the base model's own answers to GENERAL_QA's questions, which anchor it where it already does well.
     corrections: experts' approved answers, trained as the glossary is (wordings, with the answer as
-    its own excerpt); each has a held-out wording for the gate (correction_questions).
+    its own excerpt); each has a held-out wording for the gate (correction_questions), and a share of
+    them is never trained: the gate asks those with their text as the excerpt (correction_withheld).
     """
     source = None
     if glossary is None:

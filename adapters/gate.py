@@ -6,8 +6,10 @@ current), and general perplexity must not worsen by more than a margin, because 
 bought by damaging plain English makes every other answer worse. Where the caller can answer with
 retrieval, a third: the bot's RAG answers with the new adapter must be right at least as often as with
 the reference, since an adapter that turns answers into glossary definitions fails the people asking.
-Where experts' corrections were trained, a fourth: held-out wordings of them must be answered at least as
-often as by the reference, so an adapter that forgets corrections is not promoted.
+Where experts' corrections were trained, a fourth: held-out wordings of them, and the held-out share of
+corrections that was never trained (asked with its text as the excerpt, as the bot serves a correction),
+must be answered at least as often as by the reference, so an adapter that forgets corrections, or stops
+answering from them, is not promoted.
 """
 
 from __future__ import annotations

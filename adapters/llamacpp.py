@@ -10,6 +10,10 @@ shared by every question).
 Threads: the prompt pass uses every core (big matmuls); decoding a token of a small model runs on one
 thread (default_decode_threads), which needs no OpenMP barriers at all. Under OMP_WAIT_POLICY=PASSIVE, the
 bot's policy for torch, each barrier wakes a sleeping thread, and a token of SmolLM2 has hundreds of them.
+
+Flash attention is on by default (a faster prompt pass and decode, the same LoRA fidelity). Prompt-lookup
+drafts (cfg.draft_tokens, _drafted) are off by default: on a 2-core CPU a batch of a few tokens costs 2-4x
+one token, more than the guesses save (BENCHMARKS.md, issue 12).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class _Engine:
         params.n_ctx = cfg.context_tokens
         params.n_batch = params.n_ubatch = cfg.prompt_batch
         params.n_threads, params.n_threads_batch = self.decode_threads, self.prompt_threads
+        self.batch_threads = self.prompt_threads
         params.flash_attn_type = (
             llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
             if cfg.flash_attn
@@ -104,13 +109,23 @@ class _Engine:
         # (<|im_end|> for SmolLM2, <|end|> for Phi-3).
         return bool(self.llama_cpp.llama_vocab_is_eog(self.model.vocab, token))
 
-    def evaluate(self, tokens: list[int], start: int, *, keep_logits: bool = False, chunk: int = 0) -> list:
+    def evaluate(
+        self, tokens: list[int], start: int, *, keep_logits: bool = False, chunk: int = 0, threads: int = 0
+    ) -> list:
         """Run tokens at positions start.. through the model; keep_logits: every position's logits, one
-        array per chunk. Otherwise only the last token's logits are computed (ready for sampling)."""
+        array per chunk (only kept in the context when threads is given: a drafted step). Otherwise only
+        the last token's logits are computed (ready for sampling). threads: for a batch of several tokens,
+        which llama.cpp otherwise runs on the prompt threads."""
         import numpy as np
 
         step, logits = chunk or self.n_batch, []
         del self.cached[start:]
+        if threads:
+            self.set_threads(threads)
+            self.batch.set_batch(tokens, n_past=start, logits_all=keep_logits)
+            self.ctx.decode(self.batch)
+            self.cached.extend(tokens)
+            return logits
         for i in range(0, len(tokens), step):
             part = tokens[i : i + step]
             self.batch.set_batch(part, n_past=start + i, logits_all=keep_logits)
@@ -121,6 +136,20 @@ class _Engine:
                     np.ctypeslib.as_array(self.ctx.get_logits(), shape=(len(part), self.n_vocab)).copy()
                 )
         return logits
+
+    def set_threads(self, batch_threads: int) -> None:
+        if batch_threads != self.batch_threads:
+            self.llama_cpp.llama_set_n_threads(self.ctx.ctx, self.decode_threads, batch_threads)
+            self.batch_threads = batch_threads
+
+    def forget_from(self, position: int) -> None:
+        """Drop the KV of positions >= position (drafted tokens that were not kept)."""
+        if len(self.cached) > position:
+            del self.cached[position:]
+            if not self.ctx.kv_cache_seq_rm(0, position, -1):
+                raise RuntimeError(
+                    "llama.cpp could not drop drafted tokens from its KV cache; set draft_tokens=0"
+                )
 
     def piece(self, token: int) -> bytes:
         """A token's bytes (special tokens give none)."""
@@ -143,6 +172,7 @@ class _Engine:
         if not self.ctx.kv_cache_seq_rm(0, same, -1):
             self.ctx.kv_cache_clear()
             same = 0
+        self.set_threads(self.prompt_threads)
         self.evaluate(ids[same:], same)
 
     def set_lora(self, handle) -> None:
@@ -172,6 +202,7 @@ class LlamaCppGenerator(PromptEngine):
         self._lock = threading.Lock()  # one generation at a time on the one context
         self._load_lock = threading.Lock()
         self.switches: list[float] = []  # seconds each adapter switch took (set on the context)
+        self.drafts = DraftStats()
 
     @property
     def engine(self) -> _Engine:
@@ -284,8 +315,12 @@ class LlamaCppGenerator(PromptEngine):
             sampler.add_dist(int.from_bytes(os.urandom(4), "little"))
         else:
             sampler.add_greedy()
+        draft = self.cfg.draft_tokens if self.cfg.temperature == 0 else 0
         try:
             engine.prefill(ids)
+            if draft:
+                yield from _drafted(engine, sampler, ids, limit, stop, draft, self.drafts)
+                return
             position = len(ids)
             for _ in range(limit):
                 token = sampler.sample(engine.ctx, -1)
@@ -309,3 +344,53 @@ class LlamaCppGenerator(PromptEngine):
             )
             engine.ctx.kv_cache_clear()
             return np.concatenate(engine.evaluate(ids, 0, keep_logits=True, chunk=LOGITS_CHUNK))
+
+
+@dataclass
+class DraftStats:
+    """Prompt-lookup drafting so far: decode steps, tokens guessed, guesses kept."""
+
+    steps: int = 0
+    guessed: int = 0
+    kept: int = 0
+
+
+def _drafted(
+    engine: _Engine, sampler, ids: list[int], limit: int, stop: threading.Event, most: int, stats: DraftStats
+):
+    """Greedy decoding with prompt-lookup drafts (llama-cpp-python's LlamaPromptLookupDecoding): the tokens
+    that followed the last bigram's earlier occurrence in the prompt or answer are evaluated in one batch
+    with the new token, and kept for as long as they are what greedy decoding picks from that batch's
+    logits. A RAG answer copies spans of its context, so several tokens often cost one step. The context
+    holds ids' KV with the last one's logits ready (prefill)."""
+    import numpy as np
+    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+    lookup = LlamaPromptLookupDecoding(max_ngram_size=2, num_pred_tokens=most)
+    history = np.array(ids + [0] * limit, dtype=np.intc)  # prompt, then the answer so far
+    n, position, token = 0, len(ids), sampler.sample(engine.ctx, -1)
+    while True:
+        if engine.is_end(token) or stop.is_set():
+            return
+        yield engine.piece(token)
+        history[position], n = token, n + 1
+        if n >= limit:
+            return
+        guess = lookup(history[: position + 1])[: limit - n].tolist()
+        engine.evaluate([token, *guess], position, keep_logits=bool(guess), threads=engine.decode_threads)
+        position += 1
+        stats.steps, stats.guessed = stats.steps + 1, stats.guessed + len(guess)
+        for i, proposed in enumerate(guess):
+            token = sampler.sample(engine.ctx, i)
+            if token != proposed:
+                break
+            stats.kept += 1
+            if engine.is_end(token) or stop.is_set():
+                return
+            yield engine.piece(token)
+            history[position], n, position = token, n + 1, position + 1
+            if n >= limit:
+                return
+        else:
+            token = sampler.sample(engine.ctx, len(guess) if guess else -1)
+        engine.forget_from(position)  # the KV of rejected guesses

@@ -81,10 +81,17 @@ def correction_line(dataset: dict, figures: dict | None) -> str:
     line = f"corrections: {dataset.get('corrections_used', 0)} used"
     if scoped:
         line += f" ({scoped} scoped left out: an adapter answers in every channel)"
+    withheld = dataset.get("corrections_withheld", 0)
+    if withheld:
+        line += (
+            f", {withheld} of them held out of training (the gate asks them with their text as the excerpt)"
+        )
     line += f", {dataset.get('corrections', 0)} training examples"
     if figures:
         shown = [f"{who} {f['correct']}/{f['total']}" for who, f in figures.items()]
-        line += "; held-out questions without retrieval: " + ", ".join(shown)
+        asked = "held-out questions" + (" (wordings without retrieval, held-out share with it)" if withheld
+                                        else " without retrieval")  # fmt: skip
+        line += f"; {asked}: " + ", ".join(shown)
     return line
 
 
@@ -143,169 +150,54 @@ def retrain(
     held-out wording of each is asked of every model: the gate refuses an adapter that answers fewer of
     them than the reference does.
     """
-    from adapters.base import base_model_fingerprint, load_base_model, resolve_device
-    from adapters.evaluate import compare
-
-    started = time.monotonic()
-    budget = train_cfg.time_budget_s if train_cfg.max_steps is None else None
-    end = [started + budget if budget else None]  # when the whole call should be done, as estimated now
+    clock = _Clock(train_cfg, should_stop, progress)
     if contexts is not None:
         contexts = functools.cache(contexts)  # the dataset may be built twice; retrieve once per term
-
-    def check() -> None:
-        if should_stop is not None and should_stop():
-            raise TrainingCancelled("retraining was cancelled; nothing was registered or promoted")
-
-    def left() -> float | None:
-        return None if end[0] is None else max(end[0] - time.monotonic(), 0.0)
-
-    def report(stage: str, message: str, **kw) -> None:
-        check()
-        log.info("%s: %s", stage, message)
-        if progress:
-            progress(TrainProgress(stage, message=message, eta_total_s=left(), **kw))
-
-    report("dataset", "building the dataset")
-    dataset_args = dict(
-        glossary=glossary,
-        docs_dir=docs_dir,
-        contexts=contexts,
-        val_templates=train_cfg.val_templates,
-        contexts_per_term=train_cfg.contexts_per_term,
-        templates_per_term=train_cfg.templates_per_term,
-        general_fraction=train_cfg.general_fraction,
-        system_prompt=train_cfg.system_prompt,
-        seed=train_cfg.seed,
-        corrections=corrections,
-    )
+    clock.report("dataset", "building the dataset")
+    dataset_args = dict(glossary=glossary, docs_dir=docs_dir, contexts=contexts, corrections=corrections,
+                        **_dataset_settings(train_cfg))  # fmt: skip
     ds = build_dataset(**dataset_args)  # before loading the model: a bad glossary fails in a second
     info = ds.summary()
-    report(
+    clock.report(
         "dataset",
         f"{info['terms']} terms, {info['train_examples']} training examples, "
         f"{info['heldout_questions']} held-out questions",
     )
-
-    device = resolve_device(model_cfg)
-    qlora = use_qlora(train_cfg, device)
-    if qlora:
-        check_qlora_supported(device)
-    report("load", f"loading {model_cfg.base_model} on {device}" + (" in 4-bit NF4 (QLoRA)" if qlora else ""))
-    model, tokenizer = load_base_model(replace(model_cfg, load_in_4bit=qlora))
-    fingerprint = base_model_fingerprint(model_cfg)
+    model, tokenizer, fingerprint, qlora = _load(model_cfg, train_cfg, clock)
     if train_cfg.self_distill_general:
-        report("dataset", "answering the general examples with the base model")
+        clock.report("dataset", "answering the general examples with the base model")
         general = distilled_general(model, tokenizer, train_cfg.system_prompt, train_cfg.eval_batch_size)
         ds = build_dataset(**dataset_args, general=general)
         info = ds.summary()
-
-    current = registry.current()
-    same_base = current is not None and current.base_fingerprint == fingerprint
-    if current is not None and not same_base:
-        # Its figures were measured on another model and it cannot run on this one: the base is the bar.
-        log.warning(
-            "current adapter %s was trained on another base model; comparing with the base", current.name
-        )
-    models = 3 if same_base else 2
-    questions, per_question = ds.questions, None
-    if budget:  # answering every held-out question can take longer than the training: a sample
-        report("plan", "timing the evaluation on a batch of the held-out questions")
-        per_question = _time_answers(model, tokenizer, ds.questions, train_cfg)
-        n = eval_questions(
-            budget - (time.monotonic() - started),
-            per_question,
-            models=models,
-            rag=rag_eval is not None,
-            total=len(questions),
-        )
-        questions = sample_questions(ds.questions, n, train_cfg.seed)
-        if n < len(ds.questions):
-            report("plan", f"evaluating on {n} of the {len(ds.questions)} held-out questions (time budget)")
+    current = _reference_adapter(registry, fingerprint)
+    ref = current.ref() if current is not None and current.base_fingerprint == fingerprint else None
+    questions, per_question = _plan_questions(model, tokenizer, ds, train_cfg, clock, ref, rag_eval)
     rag_before, rag_s = None, 0.0
     if rag_eval is not None:  # the reference does not depend on the new adapter: scored (and timed) now
-        report("evaluate", "scoring answers with retrieval with the adapter in use now")
+        clock.report("evaluate", "scoring answers with retrieval with the adapter in use now")
         timed = time.monotonic()
-        rag_before = rag_eval(current.ref() if same_base else None, questions)
+        rag_before = rag_eval(ref, questions)
         rag_s = time.monotonic() - timed
     # After training: compare's answers, the new adapter's answers with retrieval, registering.
     fixed = ds.correction_questions  # all of them, first: few, and they must survive a deadline
-    after = compare_s(per_question, len(questions) + len(fixed), models) + rag_s + 20.0
-
-    def train_progress(p: TrainProgress) -> None:
-        if budget and p.eta_s is not None:  # training's ETA, then the evaluation after it
-            end[0] = time.monotonic() + p.eta_s + after
-            p.eta_total_s = left()
-        if p.stage == "plan" and p.eta_total_s is not None:
-            p.message += f"; the whole retrain ends in about {minutes(p.eta_total_s)}"
-        check()
-        if progress:
-            progress(p)
-
+    after = compare_s(per_question, len(questions) + len(fixed), 3 if ref else 2) + rag_s + 20.0
     work_dir = Path(work_dir) if work_dir else registry.root / ".work" / train_cfg.name
-    train_budget = None
-    if budget:
-        # What is left once loading and the evaluation are counted; never under a tenth of the budget,
-        # so that a slow evaluation cannot take all of the training's time.
-        train_budget = max(budget - (time.monotonic() - started) - after, budget / 10)
-    outcome = train_lora(
-        train_cfg,
-        model,
-        tokenizer,
-        ds,
-        work_dir,
-        train_progress,
-        qlora=qlora,
-        time_budget_s=train_budget,
-        should_stop=should_stop,
-    )
-    if budget:
-        end[0] = time.monotonic() + after
-
-    def eval_progress(n: int, total: int) -> None:
-        report("evaluate", f"evaluating base and adapters ({n}/{total} questions)", step=n, total_steps=total)
-
-    results = compare(
-        outcome.model,
-        tokenizer,
-        [*fixed, *questions],
-        current=current.ref() if same_base else None,
-        progress=eval_progress,
-        # What is left once the candidate's answers with retrieval and registering are counted: training
-        # kept its share, but the machine may have slowed down since the evaluation was sized.
-        deadline=started + budget - rag_s - 20.0 if budget else None,
-        max_new_tokens=train_cfg.eval_max_new_tokens,
-        batch_size=train_cfg.eval_batch_size,
-    )
-    results, fixed_results = _split_corrections(results)
-    if results["base"].total < len(questions):
-        questions = questions[: results["base"].total]
-        report("evaluate", f"the time budget held {len(questions)} held-out questions for each model")
+    outcome = _train(train_cfg, model, tokenizer, ds, work_dir, qlora, clock, after, progress, should_stop)
+    results, fixed_results, questions = _compare(outcome.model, tokenizer, fixed, questions, ref, train_cfg,
+                                                 clock, rag_s)  # fmt: skip
     metrics = {k: v.summary() for k, v in results.items()}
-    if same_base:
-        reference, ref_name = metrics["current"], f"current adapter {current.name}"
-    elif current is None:
-        reference, ref_name = metrics["base"], "the base model"
-    else:
-        reference, ref_name = metrics["base"], f"the base model (current {current.name} is for another base)"
-    rag = None
-    if rag_eval is not None and rag_before is not None:
-        from adapters.generate import AdapterRef
-
-        report("evaluate", "scoring answers with retrieval with the new adapter")
-        candidate = AdapterRef(f"{train_cfg.name}-candidate", outcome.adapter_dir)
-        scored = rag_eval(candidate, questions)
-        # The reference on the same questions: compare() may have stopped at a prefix of them.
-        rag = None if scored is None else {"reference": _first(rag_before, scored), "adapter": scored}
+    reference, ref_name = _reference_figures(metrics, current, ref)
+    rag = _rag_after(rag_eval, rag_before, outcome, questions, train_cfg, clock)
     if rag_eval is not None:
         # The per-question lists served the recount; the stored figures stay summaries.
         kept = {side: {k: v for k, v in fig.items() if k != "right"} for side, fig in (rag or {}).items()}
         metrics["rag"] = kept or {"skipped": "no index to answer from yet"}
-    fixed_fig = _correction_figures(fixed_results, metrics, "current" if same_base else "base")
+    fixed_fig = _correction_figures(fixed_results, metrics, "current" if ref else "base")
     verdict = decide(metrics["adapter"], reference, ref_name, gate, rag=rag, corrections=fixed_fig)
     if rag_eval is not None and rag is None:
         verdict.reasons.append("answers with retrieval not compared: there is no index yet")
 
-    report("register", "registering the new version")  # the last point where a cancel stops it
+    clock.report("register", "registering the new version")  # the last point where a cancel stops it
     meta = {
         "base_model": model_cfg.base_model,
         "base_fingerprint": fingerprint,
@@ -320,7 +212,177 @@ def retrain(
         "answers": {k: v.answers for k, v in results.items()},
         "correction_answers": {k: v.answers for k, v in fixed_results.items()},
     }
-    adapter = registry.register(train_cfg.name, outcome.adapter_dir, meta)
+    adapter, promoted, loss_plot = _register(
+        registry, train_cfg.name, outcome, meta, work_dir, promote, verdict
+    )
+    result = RetrainResult(adapter.name, promoted, verdict, metrics, outcome.summary(), info, loss_plot,
+                           adapter, time.monotonic() - clock.started)  # fmt: skip
+    clock.report("done", "; ".join(result.summary_lines()[-len(verdict.reasons) - 1 :]))
+    return result
+
+
+def _dataset_settings(cfg: TrainConfig) -> dict:
+    return dict(
+        val_templates=cfg.val_templates,
+        contexts_per_term=cfg.contexts_per_term,
+        templates_per_term=cfg.templates_per_term,
+        general_fraction=cfg.general_fraction,
+        system_prompt=cfg.system_prompt,
+        seed=cfg.seed,
+    )
+
+
+class _Clock:
+    """The whole call's time: its budget (train_cfg.time_budget_s, unless max_steps is set), the estimate of
+    when it ends, the cancel check and progress reports, which carry that estimate."""
+
+    def __init__(self, train_cfg: TrainConfig, should_stop, progress):
+        self.started = time.monotonic()
+        self.budget = train_cfg.time_budget_s if train_cfg.max_steps is None else None
+        self.end = self.started + self.budget if self.budget else None  # re-estimated as the run goes
+        self.should_stop, self.progress = should_stop, progress
+
+    def check(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise TrainingCancelled("retraining was cancelled; nothing was registered or promoted")
+
+    def left(self) -> float | None:
+        return None if self.end is None else max(self.end - time.monotonic(), 0.0)
+
+    def spent(self) -> float:
+        return time.monotonic() - self.started
+
+    def report(self, stage: str, message: str, **kw) -> None:
+        self.check()
+        log.info("%s: %s", stage, message)
+        if self.progress:
+            self.progress(TrainProgress(stage, message=message, eta_total_s=self.left(), **kw))
+
+
+def _load(model_cfg: ModelConfig, train_cfg: TrainConfig, clock: _Clock):
+    """The base model to train: its own copy (training wraps it with LoRA in place), 4-bit for QLoRA."""
+    from adapters.base import base_model_fingerprint, load_base_model, resolve_device
+
+    device = resolve_device(model_cfg)
+    qlora = use_qlora(train_cfg, device)
+    if qlora:
+        check_qlora_supported(device)
+    clock.report(
+        "load", f"loading {model_cfg.base_model} on {device}" + (" in 4-bit NF4 (QLoRA)" if qlora else "")
+    )
+    model, tokenizer = load_base_model(replace(model_cfg, load_in_4bit=qlora))
+    return model, tokenizer, base_model_fingerprint(model_cfg), qlora
+
+
+def _reference_adapter(registry: AdapterRegistry, fingerprint: str):
+    current = registry.current()
+    if current is not None and current.base_fingerprint != fingerprint:
+        # Its figures were measured on another model and it cannot run on this one: the base is the bar.
+        log.warning(
+            "current adapter %s was trained on another base model; comparing with the base", current.name
+        )
+    return current
+
+
+def _plan_questions(model, tokenizer, ds, train_cfg: TrainConfig, clock: _Clock, ref, rag_eval):
+    """The held-out questions to evaluate on, and the seconds one answer takes (None without a budget):
+    answering every one of them can take longer than the training, so a budget gets a sample."""
+    if not clock.budget:
+        return ds.questions, None
+    clock.report("plan", "timing the evaluation on a batch of the held-out questions")
+    per_question = _time_answers(model, tokenizer, ds.questions, train_cfg)
+    n = eval_questions(
+        clock.budget - clock.spent(),
+        per_question,
+        models=3 if ref else 2,
+        rag=rag_eval is not None,
+        total=len(ds.questions),
+    )
+    if n < len(ds.questions):
+        clock.report("plan", f"evaluating on {n} of the {len(ds.questions)} held-out questions (time budget)")
+    return sample_questions(ds.questions, n, train_cfg.seed), per_question
+
+
+def _train(train_cfg, model, tokenizer, ds, work_dir: Path, qlora: bool, clock: _Clock, after: float,
+           progress, should_stop):  # fmt: skip
+    """train_lora with what is left of the budget once `after` (the evaluation after it, in seconds) is
+    counted; never under a tenth of the budget, so that a slow evaluation cannot take all of its time."""
+
+    def train_progress(p: TrainProgress) -> None:
+        if clock.budget and p.eta_s is not None:  # training's ETA, then the evaluation after it
+            clock.end = time.monotonic() + p.eta_s + after
+            p.eta_total_s = clock.left()
+        if p.stage == "plan" and p.eta_total_s is not None:
+            p.message += f"; the whole retrain ends in about {minutes(p.eta_total_s)}"
+        clock.check()
+        if progress:
+            progress(p)
+
+    budget = clock.budget
+    train_budget = max(budget - clock.spent() - after, budget / 10) if budget else None
+    outcome = train_lora(train_cfg, model, tokenizer, ds, work_dir, train_progress, qlora=qlora,
+                         time_budget_s=train_budget, should_stop=should_stop)  # fmt: skip
+    if budget:
+        clock.end = time.monotonic() + after
+    return outcome
+
+
+def _compare(model, tokenizer, fixed, questions, ref, train_cfg: TrainConfig, clock: _Clock, rag_s: float):
+    """Every model's answers to the held-out correction and glossary questions: (glossary results,
+    correction results, the glossary questions the deadline held)."""
+    from adapters.evaluate import compare
+
+    def eval_progress(n: int, total: int) -> None:
+        clock.report(
+            "evaluate", f"evaluating base and adapters ({n}/{total} questions)", step=n, total_steps=total
+        )
+
+    results = compare(
+        model,
+        tokenizer,
+        [*fixed, *questions],
+        current=ref,
+        progress=eval_progress,
+        # What is left once the candidate's answers with retrieval and registering are counted: training
+        # kept its share, but the machine may have slowed down since the evaluation was sized.
+        deadline=clock.started + clock.budget - rag_s - 20.0 if clock.budget else None,
+        max_new_tokens=train_cfg.eval_max_new_tokens,
+        batch_size=train_cfg.eval_batch_size,
+    )
+    results, fixed_results = _split_corrections(results)
+    if results["base"].total < len(questions):
+        questions = questions[: results["base"].total]
+        clock.report("evaluate", f"the time budget held {len(questions)} held-out questions for each model")
+    return results, fixed_results, questions
+
+
+def _reference_figures(metrics: dict, current, ref) -> tuple[dict, str]:
+    """What the candidate must beat: the current adapter where it runs on this base, else the base."""
+    if ref is not None:
+        return metrics["current"], f"current adapter {current.name}"
+    if current is None:
+        return metrics["base"], "the base model"
+    return metrics["base"], f"the base model (current {current.name} is for another base)"
+
+
+def _rag_after(
+    rag_eval, rag_before, outcome, questions, train_cfg: TrainConfig, clock: _Clock
+) -> dict | None:
+    """The candidate's answers with retrieval, beside the reference's on the same questions."""
+    if rag_eval is None or rag_before is None:
+        return None
+    from adapters.generate import AdapterRef
+
+    clock.report("evaluate", "scoring answers with retrieval with the new adapter")
+    scored = rag_eval(AdapterRef(f"{train_cfg.name}-candidate", outcome.adapter_dir), questions)
+    # The reference on the same questions: compare() may have stopped at a prefix of them.
+    return None if scored is None else {"reference": _first(rag_before, scored), "adapter": scored}
+
+
+def _register(registry: AdapterRegistry, name: str, outcome, meta: dict, work_dir: Path, promote: bool,
+              verdict: GateVerdict):  # fmt: skip
+    """Store the version with its figures, promote it if asked and the gate agrees: (info, promoted, plot)."""
+    adapter = registry.register(name, outcome.adapter_dir, meta)
     # The version is stored: its checkpoints are no longer needed, and left in place they would make
     # the next retrain with the same data "resume" a finished run instead of training.
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -330,19 +392,7 @@ def retrain(
     elif promote:
         log.info("adapter %s not promoted: %s", adapter.name, "; ".join(verdict.reasons))
     loss_plot = adapter.path / "loss.png" if (adapter.path / "loss.png").is_file() else None
-    result = RetrainResult(
-        adapter.name,
-        promoted,
-        verdict,
-        metrics,
-        outcome.summary(),
-        info,
-        loss_plot,
-        adapter,
-        time.monotonic() - started,
-    )
-    report("done", "; ".join(result.summary_lines()[-len(verdict.reasons) - 1 :]))
-    return result
+    return adapter, promoted, loss_plot
 
 
 def _time_answers(model, tokenizer, questions, cfg: TrainConfig) -> float:

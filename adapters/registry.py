@@ -5,6 +5,10 @@ fingerprint, dataset hash, metrics, settings, created time, gate verdict), optio
 GGUF base model adapter_model.gguf, the same LoRA for llama.cpp (written by the `export` callable).
 A version is assembled in a hidden temp dir and renamed into place, and the pointer is replaced with
 os.replace, so a crash leaves either the old state or the new one, never half of either.
+
+The pointer ({"current": name or None, "history": [names promoted, oldest first]}) is kept by a
+PointerStore: by default the file <root>/current; the bot hands in one backed by its state database
+(EXPERTBOT_DATABASE_URL) so that every host sees the same promotion. The versions stay on disk either way.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from adapters.generate import SAFE_ADAPTER_FILE, AdapterRef, UnsafeAdapterError, check_safe_adapter
 
@@ -83,25 +88,57 @@ def _write_json_atomic(path: Path, data: dict) -> None:
         raise
 
 
+class PointerStore(Protocol):
+    """Where the `current` pointer is kept. get: the pointer, or None when nothing was ever promoted."""
+
+    def get(self) -> dict | None: ...
+
+    def set(self, data: dict) -> None: ...
+
+
+class FilePointer:
+    """The pointer as a JSON file, replaced atomically."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def get(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise RegistryError(
+                f"adapter pointer {self.path} is unreadable ({err}); fix or delete it"
+            ) from None
+
+    def set(self, data: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(self.path, data)
+
+
 class AdapterRegistry:
     """Adapter versions under `root` (<home>/adapters). Reads are cheap: no torch, no model.
 
     export(folder): writes what an inference engine needs beside the peft files of a new version
-    (adapters.gguf_lora.exporter_for: the GGUF LoRA file), before the version appears."""
+    (adapters.gguf_lora.exporter_for: the GGUF LoRA file), before the version appears.
+    pointer: where `current` is kept; default the file <root>/current."""
 
-    def __init__(self, root: Path, export: Callable[[Path], object] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        export: Callable[[Path], object] | None = None,
+        pointer: PointerStore | None = None,
+    ):
         self.root = Path(root)
         self.export = export
+        self.pointer = pointer if pointer is not None else FilePointer(self.root / POINTER)
 
     # -- reading -------------------------------------------------------------------------------
     def _pointer(self) -> dict:
-        path = self.root / POINTER
-        if not path.is_file():
-            return {"current": None, "history": []}
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise RegistryError(f"adapter pointer {path} is unreadable ({err}); fix or delete it") from None
+        data = self.pointer.get() or {}
+        if not isinstance(data, dict):
+            raise RegistryError(f"adapter pointer holds {type(data).__name__}, not an object; promote again")
         return {"current": data.get("current"), "history": list(data.get("history", []))}
 
     def get(self, name: str) -> AdapterInfo:
@@ -226,7 +263,7 @@ class AdapterRegistry:
         info = self.get(name)
         pointer = self._pointer()
         history = [h for h in pointer["history"] if h != name] + [name]
-        _write_json_atomic(self.root / POINTER, {"current": name, "history": history})
+        self.pointer.set({"current": name, "history": history})
         log.info("promoted adapter %s", name)
         return info
 
@@ -246,6 +283,6 @@ class AdapterRegistry:
                 history.pop()
         else:
             info = None
-        _write_json_atomic(self.root / POINTER, {"current": info.name if info else None, "history": history})
+        self.pointer.set({"current": info.name if info else None, "history": history})
         log.info("rolled back to %s", info.name if info else "the base model")
         return info

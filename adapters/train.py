@@ -215,8 +215,7 @@ def train_lora(
     time measured first (adapters/budget.py); the plan is reported as a "plan" stage. should_stop() is
     asked every step; True raises TrainingCancelled.
     """
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import EarlyStoppingCallback, PrinterCallback, TrainingArguments
+    from transformers import EarlyStoppingCallback, PrinterCallback
 
     from adapters.anchor import anchored_trainer_class, encode_anchors
     from adapters.budget import budget_callback, plan_steps
@@ -224,65 +223,16 @@ def train_lora(
 
     work_dir = Path(work_dir)
     ckpt_dir = work_dir / "checkpoints"
-    run = {"dataset_hash": dataset.hash, "settings": cfg.to_dict(), "qlora": qlora}
-    run_file = work_dir / "run.json"
-    if not resume or not run_file.is_file() or json.loads(run_file.read_text()) != run:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # different data or settings: old checkpoints don't apply
-    work_dir.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps(run, sort_keys=True))
-    checkpoint = last_complete_checkpoint(ckpt_dir) if resume else None
+    checkpoint = _resumable_checkpoint(work_dir, ckpt_dir, dataset, cfg, qlora, resume)
 
-    targets = lora_target_modules(model, cfg.target_modules)
-    if qlora:
-        # Casts norms to fp32 and enables input grads; gradient checkpointing costs speed we don't need.
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    lora = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=targets,
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
-    matched = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if hasattr(m, "lora_A")}
-    if missing := sorted(set(targets) - matched):
-        raise ValueError(f"target_modules {missing} match no layer of this {model.config.model_type} model")
-
+    model = _with_lora(model, cfg, qlora)
     train = encode(dataset.train, tokenizer, cfg.max_length)
     val = encode(dataset.validation, tokenizer, cfg.max_length)
     if not train or not val:
         raise ValueError(f"no trainable examples fit max_length={cfg.max_length}; raise max_length")
     device = next(model.parameters()).device.type
-    strategy = "steps" if cfg.eval_steps else "epoch"
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir),
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps or -1,
-        warmup_steps=0.05,  # a float < 1 is a ratio of the total steps
-        lr_scheduler_type=cfg.lr_scheduler,
-        logging_steps=1,
-        eval_strategy=strategy,
-        save_strategy=strategy,
-        eval_steps=cfg.eval_steps,
-        save_steps=cfg.eval_steps or 500,
-        save_total_limit=cfg.save_total_limit,
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
-        report_to="none",
-        use_cpu=device == "cpu",
-        bf16=use_bf16(cfg, device),  # autocast only: the weights, LoRA and saved adapter stay fp32
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        remove_unused_columns=False,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-    )
+    args = _training_args(cfg, ckpt_dir, device)
     trainer = anchored_trainer_class()(
         anchors=encode_anchors(ANCHOR_TEXTS, tokenizer, cfg.max_length),
         anchor_weight=cfg.anchor_weight,
@@ -317,11 +267,88 @@ def train_lora(
     start = time.monotonic()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.monotonic() - start
-    state = trainer.state
     # Under mixed precision accelerate wrapped forward in autocast; restore it, so evaluation and the
     # caller run the model the way a reloaded adapter runs (fp32).
     model = trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
 
+    return _outcome(
+        cfg, model, trainer, result, train, work_dir, start_step, seconds, checkpoint, qlora, plan
+    )
+
+
+def _resumable_checkpoint(
+    work_dir: Path, ckpt_dir: Path, dataset, cfg: TrainConfig, qlora: bool, resume: bool
+):
+    """The newest complete checkpoint of a run with the same dataset and settings, else None (and the old
+    checkpoints, which would not apply, are removed)."""
+    run = {"dataset_hash": dataset.hash, "settings": cfg.to_dict(), "qlora": qlora}
+    run_file = work_dir / "run.json"
+    if not resume or not run_file.is_file() or json.loads(run_file.read_text()) != run:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # different data or settings: old checkpoints don't apply
+    work_dir.mkdir(parents=True, exist_ok=True)
+    run_file.write_text(json.dumps(run, sort_keys=True))
+    return last_complete_checkpoint(ckpt_dir) if resume else None
+
+
+def _with_lora(model, cfg: TrainConfig, qlora: bool):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    targets = lora_target_modules(model, cfg.target_modules)
+    if qlora:
+        # Casts norms to fp32 and enables input grads; gradient checkpointing costs speed we don't need.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    matched = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if hasattr(m, "lora_A")}
+    if missing := sorted(set(targets) - matched):
+        raise ValueError(f"target_modules {missing} match no layer of this {model.config.model_type} model")
+    return model
+
+
+def _training_args(cfg: TrainConfig, ckpt_dir: Path, device: str):
+    from transformers import TrainingArguments
+
+    strategy = "steps" if cfg.eval_steps else "epoch"
+    return TrainingArguments(
+        output_dir=str(ckpt_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        warmup_steps=0.05,  # a float < 1 is a ratio of the total steps
+        lr_scheduler_type=cfg.lr_scheduler,
+        logging_steps=1,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=cfg.eval_steps,
+        save_steps=cfg.eval_steps or 500,
+        save_total_limit=cfg.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        report_to="none",
+        use_cpu=device == "cpu",
+        bf16=use_bf16(cfg, device),  # autocast only: the weights, LoRA and saved adapter stay fp32
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def _outcome(cfg, model, trainer, result, train, work_dir: Path, start_step: int, seconds: float, checkpoint,
+             qlora: bool, plan) -> TrainOutcome:  # fmt: skip
+    """Save the best adapter (and its loss plot) to work_dir/adapter; what the run did."""
+    state = trainer.state
     adapter_dir = work_dir / "adapter"
     shutil.rmtree(adapter_dir, ignore_errors=True)
     model.save_pretrained(adapter_dir, safe_serialization=True)

@@ -119,7 +119,7 @@ class Context:
         model = load_embed_model()
         # The first forward passes allocate and pick kernels; no benchmark should pay for that.
         model.get_text_embedding_batch(["warm-up text for the embedder"] * 16, show_progress=False)
-        settle_heap()  # as bot.wiring.Services does once it has loaded the embedder
+        settle_heap()  # as bot.wiring.Services.load_indexer does once it has loaded the embedder
         return model
 
     @functools.cached_property

@@ -3,7 +3,7 @@
 `python bench/engine_child.py ENGINE CACHE_DIR JOB.json` prints one JSON line. Run it as a script path,
 not as a module: for the old int4 loop, PYTHONPATH names an export of the last commit that had it
 (bench/generation.py: OLD_ENGINE_COMMIT), and `adapters` is imported from there; for the others,
-PYTHONPATH is this tree. Engines: "llama.cpp" (ours), "transformers fp32", "int4 loop".
+PYTHONPATH is this tree. Engines: "llama.cpp" (ours), its LLAMA_VARIANTS, "transformers fp32", "int4 loop".
 """
 
 from __future__ import annotations
@@ -14,17 +14,26 @@ import sys
 import time
 from pathlib import Path
 
+# ModelConfig fields of each llama.cpp variant measured beside the default ("llama.cpp", ours).
+LLAMA_VARIANTS = {
+    "llama.cpp": {},
+    "llama.cpp F16, no flash attn": {"flash_attn": False},
+    "llama.cpp BF16": {"gguf_weights": "bf16"},
+    "llama.cpp + 6 draft tokens": {"draft_tokens": 6},
+}
+
 
 def make(engine: str, cache: Path):
     """(generator, count(text) -> tokens) for engine."""
     from adapters.config import ModelConfig
 
-    if engine == "llama.cpp":
+    if engine.startswith("llama.cpp"):
         from adapters.base import bundled_gguf
         from adapters.llamacpp import LlamaCppGenerator
 
         folder, name = bundled_gguf()
-        gen = LlamaCppGenerator(ModelConfig(cache_dir=cache, device="cpu"), folder / name)
+        cfg = ModelConfig(cache_dir=cache, device="cpu", **LLAMA_VARIANTS[engine])
+        gen = LlamaCppGenerator(cfg, folder / name)
         return gen, lambda text: len(gen.engine.tokenize(text))
     from adapters.generate import Generator
 
@@ -80,18 +89,23 @@ def main(engine: str, cache: str, job_file: str) -> None:
     timed(gen, [{"role": "user", "content": "Say hello."}], 8)  # loads the model (and builds any copy)
     out: dict = {"engine": engine, "first_answer_s": time.perf_counter() - started}
     out["prompt_tokens"] = [count(gen.render(m)) for m in job["rag"]]
-    firsts, wholes, tokens = [], [], []
+    firsts, wholes, tokens, texts = [], [], [], []
     for messages in job["rag"]:
         first, whole, text = timed(gen, messages, job["limit"])
         firsts.append(first)
         wholes.append(whole)
         tokens.append(count(text))
+        texts.append(text)
     out.update(ttft_s=firsts, whole_s=wholes, answer_tokens=tokens)
     first, whole, text = timed(gen, job["long"], job["long_limit"])
     n = count(text)
+    texts.append(text)
     out.update(long_tokens=n, decode_tps=(n - 1) / (whole - first) if n > 1 and whole > first else 0.0)
     if engine == "llama.cpp":
         out.update(llama_extras(gen, job))
+    if engine.startswith("llama.cpp"):
+        out["drafts"] = vars(gen.drafts)
+        out["texts"] = texts
     # VmHWM, not getrusage's ru_maxrss: that one keeps the forked parent's peak across exec.
     status = Path("/proc/self/status").read_text().splitlines()
     out["peak_rss_mib"] = int(next(line.split()[1] for line in status if line.startswith("VmHWM"))) / 1024

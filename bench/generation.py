@@ -6,6 +6,9 @@ libgomp reads the same OMP_WAIT_POLICY (the bot's PASSIVE) in each. Rounds inter
 2-core machine is shared, and only figures from the same minutes compare. The old int4 loop is run from an
 export (`git archive`) of OLD_ENGINE_COMMIT, the last commit that had adapters/quantize.py and decode.py.
 
+Besides ours (the default settings), other llama.cpp settings run in the same rounds, each against the
+int4 loop, with how many of their greedy answers match ours word for word.
+
 Prompts: acme questions, each with its 4 retrieved chunks whole (bot.answer.build_user_prompt without
 facts) under the bot's system prompt: ~480 tokens, the RAG prompt the issue's goal names. Time to first
 token runs from the stream() call to the first text piece: prompt pass + first token. Decode tok/s is
@@ -27,7 +30,10 @@ from .retrieval import questions
 
 NAME = "generation"
 OLD_ENGINE_COMMIT = "a8ac76128dae8eebdf95758d9b29627dd4911ee7"
-ENGINES = ("llama.cpp", "transformers fp32", "int4 loop")
+# Ours first, then other llama.cpp settings (the old default without flash attention, BF16 weights,
+# prompt-lookup drafts: bench/engine_child.py LLAMA_VARIANTS), then the baselines.
+VARIANTS = ("llama.cpp F16, no flash attn", "llama.cpp BF16", "llama.cpp + 6 draft tokens")
+ENGINES = ("llama.cpp", *VARIANTS, "transformers fp32", "int4 loop")
 ROUNDS, RAG_PROMPTS, CONCURRENT = 3, 3, 10
 LONG = [{"role": "user", "content": "Write a detailed step-by-step guide, with at least ten steps, for a new "
          "employee's first week."}]  # fmt: skip
@@ -103,17 +109,25 @@ def engine_rows(runs: dict[str, list[dict]]) -> list[Row]:
         return []
     prompt = median(t for run in ours for t in run["prompt_tokens"])
     rows = []
-    for base in ("int4 loop", "transformers fp32"):
-        theirs = runs[base]
-        loads = ", ".join(f"{r['load1']:.1f}" for r in ours)
-        note = f"{len(ours)} interleaved rounds, medians; 1-min load after each of ours: {loads}"
+    pairs = [("llama.cpp", base) for base in ("int4 loop", "transformers fp32")]
+    pairs += [(variant, "int4 loop") for variant in VARIANTS if runs[variant]]
+    for engine, base in pairs:
+        mine, theirs = runs[engine], runs[base]
+        loads = ", ".join(f"{r['load1']:.1f}" for r in mine)
+        note = f"{len(mine)} interleaved rounds, medians; 1-min load after each of these: {loads}"
+        if engine != "llama.cpp":
+            same = sum(a == b for a, b in zip(mine[0]["texts"], ours[0]["texts"], strict=True))
+            d = mine[0]["drafts"]
+            note += f"; greedy text as ours in {same}/{len(ours[0]['texts'])} answers"
+            if d["steps"]:
+                note += f"; drafts: {d['kept']}/{d['guessed']} guesses kept in {d['steps']} steps"
         for metric, key, unit, higher in (
             ("decode tok/s, 128-token answer", "decode_tps", "tok/s", True),
             (f"time to first token, {prompt:.0f}-token RAG prompt", "ttft_s", "s", False),
             ("whole answer, RAG prompt (up to 96 tokens)", "whole_s", "s", False),
             ("peak RSS of the process", "peak_rss_mib", "MiB", False),
         ):
-            rows.append(Row(NAME, f"{metric}: llama.cpp vs {base}", _median(ours, key),
+            rows.append(Row(NAME, f"{metric}: {engine} vs {base}", _median(mine, key),
                             _median(theirs, key) if theirs else None, unit, higher, note))  # fmt: skip
     step1, step4 = (median(r[k] for r in ours) for k in ("decode_step_1_ms", "decode_step_4_ms"))
     note = f"{step1:.1f} ms per 1-token step, {step4:.1f} ms per 4-token step"
@@ -137,15 +151,15 @@ def server_backend(ctx: Context) -> list[Row]:
     """10 acme questions through `python -m llama_cpp.server`: one at a time, then all 10 at once."""
     from bench.llm_server import llama_cpp_server, served_model_file
     from bot.config import load_settings
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
     base = ctx.services
     model = served_model_file(DATA / "models" / "llamacpp")
     with llama_cpp_server(ctx.tmp("llm-server"), model) as url:
-        services = Services(
-            load_settings(home=base.settings.home, docs_dir=base.settings.docs_dir, llm_url=url)
+        services = build_services(
+            load_settings(home=base.settings.home, docs_dir=base.settings.docs_dir, llm_url=url),
+            embed_model=base.embed_model,
         )
-        services.__dict__["embed_model"] = base.embed_model
         # Questions the bot answers (not refused on retrieval); streams are lazy: nothing is sent yet.
         asked = [q for q in questions(False) if not services.answerer.stream(q).refused]
         asked = asked[: 2 if ctx.quick else CONCURRENT]

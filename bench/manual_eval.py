@@ -45,7 +45,7 @@ def _pairs(pairs: list[str]) -> dict:
 def services_for(docs: Path, home_root: Path, settings: dict, index: dict):
     """The bot's wiring over docs, with its index built (incrementally: a no-op when nothing changed)."""
     from bot.config import load_settings
-    from bot.wiring import Services
+    from bot.wiring import build_services
     from indexers import Indexer
 
     probe = load_settings(home=home_root, docs_dir=docs, **settings)
@@ -57,9 +57,9 @@ def services_for(docs: Path, home_root: Path, settings: dict, index: dict):
     models.mkdir(parents=True, exist_ok=True)
     if not (home / "models").exists():
         (home / "models").symlink_to(models, target_is_directory=True)
-    services = Services(load_settings(home=home, docs_dir=docs, **settings))
-    cfg = dataclasses.replace(services.index_config, **index)
-    services.__dict__["index_config"] = cfg  # before the retriever is built, so it reads these fields
+    chosen = load_settings(home=home, docs_dir=docs, **settings)
+    cfg = dataclasses.replace(chosen.index_config(), **index)
+    services = build_services(chosen, index_config=cfg)  # the retriever built later reads these fields
     started = time.perf_counter()
     report = Indexer(cfg, services.embed_model, services.store).build()
     print(

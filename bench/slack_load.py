@@ -1,10 +1,10 @@
 """A burst of mentions against a real `expertbot serve --http`: acks, their latency, and every reply.
 
 The bot runs as `python -m bot serve --http` in its own process, over an index of examples/acme, posting
-to the local fake Slack Web API (bot/slack/fakeapi.py) in this process. Each burst is N signed app_mention
-events, distinct event ids and users (so no per-user rate limit applies), each on its own connection,
-all released at once by a barrier (the probe in issue 13 sent 100 within 0.03 s). An ack is the HTTP
-response: its latency runs from connecting to the last byte. Afterwards each event's thread is read:
+to the local fake Slack Web API (bot/playground/fakeapi.py) in this process. Each burst is N signed
+app_mention events, distinct event ids and users (so no per-user rate limit applies), each on its own
+connection, all released at once by a barrier (the probe in issue 13 sent 100 within 0.03 s). An ack is
+the HTTP response: its latency runs from connecting to the last byte. Afterwards each event's thread is read:
   answered  a placeholder that became a final message (an answer, or a note such as "I don't know")
   busy      told "busy" at once (past max_concurrent_answers + answer_queue_size)
   other     any other single reply (e.g. a "restarting" note)
@@ -116,7 +116,7 @@ def send(port: int, body: bytes, headers: dict[str, str], go: threading.Barrier)
 
 def burst(port: int, sim, size: int, tag: str) -> tuple[list[dict], list[tuple[int, float]], float]:
     """Send `size` mentions at once; (events, (status, latency) per event, seconds the sends spanned)."""
-    from bot.slack.simulate import http_parts
+    from bot.playground.simulate import http_parts
 
     events = [
         sim.mention_event(QUESTIONS[i % len(QUESTIONS)], user=f"U{tag}{i:03d}", channel=f"C{tag}")
@@ -180,8 +180,8 @@ def measure(port: int, sim, fake, size: int, tag: str) -> dict:
 
 
 def run(ctx: Context) -> list[Row]:
-    from bot.slack.fakeapi import FakeSlackAPI
-    from bot.slack.simulate import SlackSimulator
+    from bot.playground.fakeapi import FakeSlackAPI
+    from bot.playground.simulate import SlackSimulator
 
     size, base_size = (QUICK_BURST, QUICK_BASELINE_BURST) if ctx.quick else (BURST, BASELINE_BURST)
     home = ctx.tmp("slack-load-home")

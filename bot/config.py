@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     base_model: str = Field(BUNDLED_BASE_MODEL, description="HF id or local path of the base LLM")
     adapter: str = Field("current", description="adapter: 'current' (registry), 'none', a name or a path")
     chroma_url: str | None = Field(None, description="Chroma server URL; unset: embedded under home")
+    database_url: SecretStr | None = Field(
+        None, description="state store: postgresql://user:password@host:port/db; unset: SQLite under home"
+    )
     top_k: int = Field(4, ge=1, le=50, description="chunks retrieved per question")
     min_similarity: float = Field(0.38, ge=-1.0, le=1.0, description="below this cosine: 'I don't know'")
     chunk_size: int = Field(180, ge=96, le=1024, description="chunk size in embedder tokens")
@@ -62,6 +65,9 @@ class Settings(BaseSettings):
     )
     llm_threads: int | None = Field(
         None, ge=1, le=256, description="llama.cpp decode threads; unset: 1 under 1B parameters, else all"
+    )
+    llm_draft_tokens: int = Field(
+        0, ge=0, le=32, description="llama.cpp prompt-lookup draft tokens per step (greedy); 0: off"
     )
     llm_url: str | None = Field(None, description="OpenAI-compatible server to answer with; unset: here")
     llm_api_key: SecretStr | None = Field(None, description="bearer token for EXPERTBOT_LLM_URL")
@@ -230,6 +236,7 @@ class Settings(BaseSettings):
             load_in_4bit=self.load_in_4bit,
             gguf_weights=self.llm_weights,
             decode_threads=self.llm_threads,
+            draft_tokens=self.llm_draft_tokens,
             max_new_tokens=self.max_new_tokens,
         )
 

@@ -8,7 +8,9 @@ new question whose embedding is close enough is answered from the correction and
 A correction keeps the scopes of the documents it corrects (bot/scopes.py): it is never matched where
 those documents may not be used.
 
-The table lives in the bot's SQLite database (bot/store.py's file) on a connection of its own.
+The table lives in the bot's state database (bot/db.py: the SQLite file, or PostgreSQL) beside the store's.
+Every process keeps the approved ones' vectors in memory and reloads them when the table's approved set
+changes, also when another process changed it.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from __future__ import annotations
 import json
 import math
 import re
-import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .store import STORE_FILENAME, connect, now_iso
+from sqlalchemy import text
+
+from .db import is_url, open_engine
+from .store import now_iso
+from .tables import CORRECTIONS
 
 MAX_CHARS = 4000  # as for questions (EXPERTBOT_MAX_QUESTION_CHARS' default)
 # Cosine similarity of two questions' embeddings (all-MiniLM-L6-v2) from which one is taken as the other
@@ -34,13 +39,6 @@ SAME_QUESTION = 0.88  # a newer approved correction this close to an older one s
 STATUSES = ("pending", "approved", "rejected", "superseded")
 # Slack's mentions and specials (<!channel>, <@U…>, <#C…>): a correction of nothing but these says nothing.
 _SLACK_TOKENS = re.compile(r"<[!@#][^>]*>")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS corrections (
-    id TEXT PRIMARY KEY, question TEXT NOT NULL, answer TEXT NOT NULL, by TEXT, at TEXT NOT NULL,
-    status TEXT NOT NULL, source TEXT, scopes TEXT NOT NULL, vector TEXT NOT NULL, answer_id TEXT,
-    decided_by TEXT, decided_at TEXT);
-"""
 
 
 class CorrectionError(ValueError):
@@ -86,31 +84,33 @@ def check_text(name: str, text: str) -> str:
 
 
 class Corrections:
-    def __init__(self, path: Path, embed: Callable[[str], list[float]]):
-        """path: the bot's database file (a folder: its bot.sqlite3). embed: a question -> its embedding,
-        as the retriever embeds questions (so that a question's own vector can be matched)."""
-        path = Path(path)
-        self.path = path / STORE_FILENAME if path.is_dir() else path
+    def __init__(self, path: Path | str, embed: Callable[[str], list[float]]):
+        """path: the bot's database file (a folder: its bot.sqlite3), or a database URL (bot/db.py).
+        embed: a question -> its embedding, as the retriever embeds questions (so that a question's own
+        vector can be matched)."""
+        self.path = path if is_url(path) else Path(path)
         self.embed = embed
-        self._db, self._lock = connect(self.path, SCHEMA), threading.Lock()
-        self._vectors: dict | None = None  # approved ones: id -> (vector, scopes), loaded on first match
+        self._engine, self._lock = open_engine(self.path, CORRECTIONS), threading.Lock()
+        # Approved ones: id -> (vector, scopes), loaded on first match, with the state they were read at.
+        self._vectors: dict | None = None
+        self._read_at: tuple | None = None
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._engine.dispose()
 
-    def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+    def _rows(self, sql: str, **params) -> list[dict]:
+        with self._engine.connect() as conn:
+            return [dict(r) for r in conn.execute(text(sql), params).mappings()]
 
-    def _exec(self, sql: str, params: tuple = ()) -> None:
+    def _exec(self, sql: str, **params) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(text(sql), params)
         with self._lock:
-            self._db.execute(sql, params)
             self._vectors = None  # what is approved may have changed
 
     # -- reading ---------------------------------------------------------------------------------------
     def get(self, correction_id: str) -> Correction:
-        rows = self._rows("SELECT * FROM corrections WHERE id = ?", (correction_id,))
+        rows = self._rows("SELECT * FROM corrections WHERE id = :i", i=correction_id)
         if not rows:
             raise CorrectionError(f"no correction {correction_id!r}; `expertbot corrections list` shows them")
         return _correction(rows[0])
@@ -119,10 +119,9 @@ class Corrections:
         """Newest first; status: only those (pending, approved, rejected, superseded)."""
         if status is not None and status not in STATUSES:
             raise CorrectionError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
-        return [
-            _correction(r) for r in self._rows(f"SELECT * FROM corrections {where} ORDER BY at DESC", params)
-        ]
+        where = "WHERE status = :s" if status else ""
+        rows = self._rows(f"SELECT * FROM corrections {where} ORDER BY at DESC", s=status)
+        return [_correction(r) for r in rows]
 
     def approved(self) -> list[Correction]:
         return self.list("approved")
@@ -143,9 +142,10 @@ class Corrections:
         vector = self.embed(question)
         correction_id = uuid.uuid4().hex[:10]
         self._exec(
-            "INSERT INTO corrections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-            (correction_id, question, answer, by, now_iso(), "pending", source,
-             json.dumps(sorted(set(scopes))), json.dumps(vector), answer_id),
+            'INSERT INTO corrections (id, question, answer, "by", at, status, source, scopes, vector,'
+            " answer_id) VALUES (:i, :q, :a, :b, :at, 'pending', :s, :sc, :v, :ai)",
+            i=correction_id, q=question, a=answer, b=by, at=now_iso(), s=source,
+            sc=json.dumps(sorted(set(scopes))), v=json.dumps(vector), ai=answer_id,
         )  # fmt: skip
         return self.approve(correction_id, by) if approved else self.get(correction_id)
 
@@ -168,17 +168,38 @@ class Corrections:
 
     def remove(self, correction_id: str) -> Correction:
         gone = self.get(correction_id)
-        self._exec("DELETE FROM corrections WHERE id = ?", (correction_id,))
+        self._exec("DELETE FROM corrections WHERE id = :i", i=correction_id)
+        self._exec("DELETE FROM correction_reviews WHERE correction_id = :i", i=correction_id)
         return gone
+
+    # -- the experts' review messages ------------------------------------------------------------------
+    def record_review(self, correction_id: str, channel: str, ts: str) -> None:
+        """A DM that asked an expert to review this correction (Slack's channel and message ts)."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO correction_reviews (correction_id, channel, ts) VALUES (:i, :c, :t)"
+                    " ON CONFLICT (correction_id, channel) DO UPDATE SET ts = :t"
+                ),
+                {"i": correction_id, "c": channel, "t": ts},
+            )
+
+    def reviews(self, correction_id: str) -> list[tuple[str, str]]:
+        rows = self._rows(
+            "SELECT channel, ts FROM correction_reviews WHERE correction_id = :i", i=correction_id
+        )
+        return [(r["channel"], r["ts"]) for r in rows]
 
     def _decide(self, correction_id: str, status: str, by: str | None) -> None:
         self._exec(
-            "UPDATE corrections SET status = ?, decided_by = ?, decided_at = ? WHERE id = ?",
-            (status, by, now_iso(), correction_id),
-        )
+            "UPDATE corrections SET status = :s, decided_by = :b, decided_at = :at WHERE id = :i",
+            s=status, b=by, at=now_iso(), i=correction_id,
+        )  # fmt: skip
 
     def _vector(self, correction_id: str) -> list[float]:
-        return json.loads(self._rows("SELECT vector FROM corrections WHERE id = ?", (correction_id,))[0][0])
+        return json.loads(
+            self._rows("SELECT vector FROM corrections WHERE id = :i", i=correction_id)[0]["vector"]
+        )
 
     # -- answering -------------------------------------------------------------------------------------
     def match(
@@ -187,13 +208,7 @@ class Corrections:
         """The approved correction whose question is nearest this one, if near enough and usable under
         `allowed` (bot.scopes.Access.allowed). query_vector may be a function giving it: it is called
         only when some correction could match, so a bot without corrections embeds nothing more."""
-        with self._lock:
-            cached = self._vectors
-        if cached is None:
-            rows = self._rows("SELECT id, vector, scopes FROM corrections WHERE status = 'approved'")
-            cached = {r["id"]: (json.loads(r["vector"]), set(json.loads(r["scopes"]))) for r in rows}
-            with self._lock:
-                self._vectors = cached
+        cached = self._approved_vectors()
         usable = {
             i: v for i, (v, scopes) in cached.items() if allowed is None or not scopes or allowed & scopes
         }
@@ -205,6 +220,22 @@ class Corrections:
             return None
         return self.get(best), similarity
 
+    def _approved_vectors(self) -> dict:
+        # One small query tells whether any process approved, superseded or removed one since the last
+        # read (every such change moves the count or the latest decision time); only then are they read.
+        state = self._rows(
+            "SELECT COUNT(*) AS n, MAX(decided_at) AS latest FROM corrections WHERE status = 'approved'"
+        )[0]
+        seen = (state["n"], state["latest"])
+        with self._lock:
+            if self._vectors is not None and self._read_at == seen:
+                return self._vectors
+        rows = self._rows("SELECT id, vector, scopes FROM corrections WHERE status = 'approved'")
+        cached = {r["id"]: (json.loads(r["vector"]), set(json.loads(r["scopes"]))) for r in rows}
+        with self._lock:
+            self._vectors, self._read_at = cached, seen
+        return cached
+
 
 def _cosine(a: list[float], b: list[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
@@ -212,7 +243,7 @@ def _cosine(a: list[float], b: list[float]) -> float:
     return dot / norm if norm else 0.0
 
 
-def _correction(row: sqlite3.Row) -> Correction:
+def _correction(row: dict) -> Correction:
     return Correction(
         row["id"], row["question"], row["answer"], row["by"], row["at"], row["status"], row["source"],
         tuple(json.loads(row["scopes"])), row["answer_id"],

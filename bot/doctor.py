@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from .config import Settings
+from .db import doctor_check
 from .scopes import ACCESS_TTL_S
 
 PACKAGES = (
@@ -27,6 +28,7 @@ def run_checks(settings: Settings) -> list[tuple[bool, str, str]]:
     offline_environment()
     return [
         _data_dir(settings.home),
+        doctor_check(settings),
         _embed(settings),
         _base_model(settings),
         _index(settings),
@@ -115,8 +117,9 @@ def _admins(settings: Settings):
 
 
 def _scopes(settings: Settings):
+    from .db import DatabaseError, exists, state_target
     from .scopes import needs_usergroups
-    from .store import STORE_FILENAME, Store
+    from .store import Store
 
     if not settings.scopes:
         return True, "scopes", "none: every document may be used in every channel and DM"
@@ -127,9 +130,12 @@ def _scopes(settings: Settings):
     )
     if not needs_usergroups(settings.scopes):
         return True, "scopes", shown
-    path, fetched = settings.home / STORE_FILENAME, {}
-    if path.is_file():
-        store = Store(path, keep_days=settings.feedback_days)
+    path, fetched = state_target(settings), {}
+    if exists(path):
+        try:
+            store = Store(path, keep_days=settings.feedback_days)
+        except DatabaseError:  # the state database line says why
+            return True, "scopes", shown
         try:
             fetched = store.usergroup_fetches()
         finally:
@@ -156,11 +162,12 @@ def _age(iso: str) -> str:
 
 def _deliveries(settings: Settings):
     # Replies Slack never got (it was down or refused them, after retries): a warning, since the bot runs.
+    from .db import exists, shown, state_target
     from .slack.delivery import REPORT_DAYS
-    from .store import STORE_FILENAME, Store
+    from .store import Store
 
-    name, path = "slack deliveries", settings.home / STORE_FILENAME
-    if not path.is_file():
+    name, path = "slack deliveries", state_target(settings)
+    if not exists(path):
         return True, name, "none recorded (the bot has not run here yet)"
     try:
         store = Store(path, keep_days=settings.feedback_days)
@@ -170,7 +177,7 @@ def _deliveries(settings: Settings):
         finally:
             store.close()
     except Exception as e:  # e.g. a damaged database
-        return False, name, f"cannot read {path}: {e}"
+        return False, name, f"cannot read {shown(path)}: {e}"
     if not count:
         return True, name, f"none failed in the last {REPORT_DAYS} days"
     shown = "; ".join(

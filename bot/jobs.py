@@ -12,13 +12,20 @@ is marked interrupted by `shutdown` after a short wait instead.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from bot.store import JobConflictError, JobRecord, Store
+
+if TYPE_CHECKING:
+    from bot.operations import Progress
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,12 @@ class JobContext:
         if self.cancelled.is_set():
             raise JobCancelled(f"{self.id} was asked to stop")
 
+    def report(self, progress: Progress) -> None:
+        """An operation's progress callback (bot.operations): recorded as progress() records it, with
+        the operation's own ETA (none where it has none)."""
+        fields = progress.fields()
+        self.progress(eta_s=fields.pop("eta_s", None), **fields)
+
     def progress(
         self,
         done: int | None = None,
@@ -111,12 +124,18 @@ class _Running:
     stop: _Stop | None = None
 
 
+BEAT_S = 30.0  # how often a process says its running jobs are alive
+STALE_S = 180.0  # a job whose process has not said so for this long is taken for dead (another host's)
+
+
 class JobRunner:
-    def __init__(self, store: Store):
-        self.store = store
+    def __init__(self, store: Store, *, beat_s: float = BEAT_S):
+        self.store, self.beat_s = store, beat_s
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._stopped = False
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._beating: threading.Thread | None = None
 
     def start(
         self,
@@ -145,6 +164,7 @@ class JobRunner:
                 job = self.store.add_job(job_id, kind, requested_by=requested_by, channel=channel)
             except JobConflictError as exc:
                 raise JobBusyError(exc.running) from None
+            self.store.own_job(job_id, self.owner)
             if progress:
                 self.store.set_job_progress(job_id, progress)
                 job = self.store.job(job_id)
@@ -156,8 +176,23 @@ class JobRunner:
                 daemon=True,
             )
             self._running[job_id] = _Running(kind, thread, cancelled, on_finish)
+            if self._beating is None:
+                self._beating = threading.Thread(target=self._beat, name="jobs-heartbeat", daemon=True)
+                self._beating.start()
         thread.start()
         return job
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(self.beat_s)
+            with self._lock:
+                ours = list(self._running)
+                if self._stopped and not ours:
+                    return
+            try:
+                self.store.beat_jobs(ours)
+            except Exception as e:  # noqa: BLE001 - the next beat tries again; the jobs run on
+                log.warning("could not record the jobs' heartbeat (%s)", type(e).__name__)
 
     def _run(self, job, work, on_start, on_progress, on_finish, cancelled) -> None:
         try:
@@ -250,10 +285,40 @@ class JobRunner:
         for job in self.store.jobs(state="running"):
             if job.id in ours:
                 continue
+            alive = self._alive_elsewhere(job.id)
+            if alive:
+                log.info("job %s runs in another process (%s); left alone", job.id, alive)
+                continue
             self.store.finish_job(job.id, "interrupted", error="the bot stopped while the job was running")
             log.warning("job %s was left running by a previous run; marked interrupted", job.id)
             interrupted.append(self.store.job(job.id))
         return interrupted
+
+    def _alive_elsewhere(self, job_id: str) -> str | None:
+        """The owner of a job another live process runs (one sharing the store), else None: a job of no
+        recorded owner, of this process (an earlier runner), of a dead process on this host, or whose owner
+        has not beaten for STALE_S (a host that crashed) was cut off."""
+        owner = self.store.job_owner(job_id)
+        if owner is None:
+            return None
+        who, beat = owner
+        host, _, pid = who.rpartition(":")
+        if who == self.owner:
+            return None
+        if host == socket.gethostname():
+            return who if pid.isdigit() and _pid_alive(int(pid)) else None
+        fresh = datetime.now(UTC) - datetime.fromisoformat(beat) < timedelta(seconds=STALE_S)
+        return who if fresh else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _notify_before(deadline: float, callback: JobCallback | None, job: JobRecord | None) -> None:

@@ -1,4 +1,5 @@
-"""The bot's own state: one small SQLite file in the data dir.
+"""The bot's own state: one small SQLite file in the data dir, or PostgreSQL (EXPERTBOT_DATABASE_URL,
+bot/db.py) when several processes or hosts share it.
 
 Event de-duplication, answer records with their feedback votes, the admin audit log, background jobs,
 and the replies Slack never got (failed_deliveries: event, channel, reason; no text).
@@ -11,44 +12,24 @@ Nothing else here holds what anyone wrote, and none of it is ever logged.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-STORE_FILENAME = "bot.sqlite3"
+from sqlalchemy import text as sql_text
+from sqlalchemy.exc import IntegrityError
+
+from .db import STORE_FILENAME, is_url, open_engine, target
+from .tables import STORE as SCHEMA
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+__all__ = ["STORE_FILENAME", "AuditEntry", "JobConflictError", "JobRecord", "Store"]
+
 VOTES = ("up", "down")
 JOB_STATES = ("running", "succeeded", "failed", "interrupted", "cancelled")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS seen_events (key TEXT PRIMARY KEY, seen_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS answers (
-    id TEXT PRIMARY KEY, channel TEXT NOT NULL, message_ts TEXT, thread_ts TEXT, asked_by TEXT,
-    adapter TEXT, sources TEXT NOT NULL, refused INTEGER NOT NULL, created TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS feedback (
-    answer_id TEXT NOT NULL, user TEXT NOT NULL, vote TEXT NOT NULL CHECK (vote IN ('up', 'down')),
-    at TEXT NOT NULL, PRIMARY KEY (answer_id, user));
-CREATE TABLE IF NOT EXISTS answer_texts (
-    answer_id TEXT PRIMARY KEY, question TEXT NOT NULL, answer TEXT NOT NULL, created TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS answers_by_thread ON answers (channel, thread_ts);
-CREATE INDEX IF NOT EXISTS answers_by_time ON answers (created);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, user TEXT NOT NULL, command TEXT NOT NULL,
-    decision TEXT NOT NULL, job_id TEXT);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, progress TEXT NOT NULL,
-    requested_by TEXT NOT NULL, channel TEXT NOT NULL, message_ts TEXT, created TEXT NOT NULL,
-    finished TEXT, result TEXT, error TEXT);
--- The database, not a Python lock, guarantees one running job per kind: it holds across processes too.
-CREATE UNIQUE INDEX IF NOT EXISTS one_running_job_per_kind ON jobs (kind) WHERE state = 'running';
--- When the bot last fetched each [scopes] user group's members (`doctor` shows the age). No members.
-CREATE TABLE IF NOT EXISTS usergroup_fetches (group_id TEXT PRIMARY KEY, at TEXT NOT NULL);
--- Replies that never reached Slack (after the client's retries): which event, where, why. No text.
-CREATE TABLE IF NOT EXISTS failed_deliveries (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, event_id TEXT, channel TEXT NOT NULL,
-    reason TEXT NOT NULL);
-"""
 
 
 def now_iso() -> str:
@@ -91,49 +72,63 @@ class JobConflictError(RuntimeError):
         self.running = running
 
 
-def connect(path: Path, schema: str) -> sqlite3.Connection:
-    """A connection to the bot's database file, shared by threads (callers serialise with a lock), in WAL
-    mode so that other connections and processes read while one writes; `schema` created if missing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-    db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
-    db.executescript(schema)
-    return db
+def upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    """INSERT, or on a key already there UPDATE the other columns: the same SQL for SQLite and PostgreSQL
+    (SQLite's INSERT OR REPLACE is not PostgreSQL's). Parameters are named after the columns."""
+    update = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c not in key)
+    return (
+        f"INSERT INTO {table} ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)})"
+        f" VALUES ({', '.join(':' + c for c in columns)})"
+        f" ON CONFLICT ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in key)}) DO UPDATE SET {update}"
+    )
+
+
+_ANSWER = ("id", "channel", "message_ts", "thread_ts", "asked_by", "adapter", "sources", "refused", "created")
+_INSERT_ANSWER = upsert("answers", _ANSWER, ("id",))
+_INSERT_TEXT = upsert("answer_texts", ("answer_id", "question", "answer", "created"), ("answer_id",))
+_INSERT_VOTE = upsert("feedback", ("answer_id", "user", "vote", "at"), ("answer_id", "user"))
+_INSERT_FETCH = upsert("usergroup_fetches", ("group_id", "at"), ("group_id",))
 
 
 class Store:
-    def __init__(self, path: Path, *, keep_days: float = 90):
+    def __init__(self, path: Path | str, *, keep_days: float = 90):
+        """path: the SQLite file, or a database URL (postgresql://…, see bot/db.py)."""
         if keep_days <= 0:
             raise ValueError(f"feedback_days must be a positive number of days, got {keep_days}")
-        self.path, self.keep_days = Path(path), keep_days
-        # One connection shared by the listener, answer and job threads; the lock serialises them.
-        self._db, self._lock = connect(self.path, SCHEMA), threading.Lock()
+        self.path = path if is_url(path) else Path(path)
+        self.keep_days = keep_days
+        # A pool shared by the listener, answer and job threads; each call is one transaction of its own.
+        self._engine = open_engine(self.path, SCHEMA)
+        # SQLite has rowid for insertion order; PostgreSQL has no such column, and jobs' ids sort as well.
+        self._tiebreak = "rowid" if self._engine.dialect.name == "sqlite" else "id"
 
     @classmethod
-    def in_home(cls, home: Path, *, keep_days: float = 90) -> Store:
-        return cls(Path(home) / STORE_FILENAME, keep_days=keep_days)
+    def in_home(cls, home: Path, *, keep_days: float = 90, url: str | SecretStr | None = None) -> Store:
+        """The store under home, or at url (EXPERTBOT_DATABASE_URL, a str or SecretStr) when one is set."""
+        return cls(target(home, url), keep_days=keep_days)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._engine.dispose()
 
-    def _exec(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
-        with self._lock:
-            return self._db.execute(sql, params)
+    def _exec(self, sql: str, **params) -> int:
+        """Run one statement in a transaction of its own; returns how many rows it changed."""
+        with self._engine.begin() as conn:
+            return conn.execute(sql_text(sql), params).rowcount
 
-    def _all(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+    def _all(self, sql: str, **params) -> list[dict]:
+        with self._engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sql_text(sql), params).mappings()]
 
     # -- event de-duplication --------------------------------------------------------------------------
     def claim_event(self, key: str) -> bool:
-        """True the first time a key is seen, False ever after (also after a restart)."""
-        return self._exec("INSERT OR IGNORE INTO seen_events VALUES (?, ?)", (key, now_iso())).rowcount == 1
+        """True the first time a key is seen, False ever after (also after a restart, and for every other
+        process on the same database: the primary key decides, atomically)."""
+        sql = "INSERT INTO seen_events (key, seen_at) VALUES (:key, :at) ON CONFLICT (key) DO NOTHING"
+        return self._exec(sql, key=key, at=now_iso()) == 1
 
     def forget_events_before(self, days: float = 7.0) -> int:
         # Slack retries for minutes, not days: old keys only make the table grow.
-        return self._exec("DELETE FROM seen_events WHERE seen_at < ?", (days_ago_iso(days),)).rowcount
+        return self._exec("DELETE FROM seen_events WHERE seen_at < :t", t=days_ago_iso(days))
 
     # -- answers and feedback --------------------------------------------------------------------------
     def record_answer(
@@ -152,34 +147,32 @@ class Store:
     ) -> None:
         """The answer's record; with question and text, those too (read back by `feedback`)."""
         listed, at = json.dumps(sources), now_iso()
-        self._exec(
-            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (answer_id, channel, message_ts, thread_ts, asked_by, adapter, listed, int(refused), at),
-        )
-        if question is not None or text is not None:
-            self._exec(
-                "INSERT OR REPLACE INTO answer_texts VALUES (?, ?, ?, ?)",
-                (answer_id, question or "", text or "", at),
-            )
+        row = dict(id=answer_id, channel=channel, message_ts=message_ts, thread_ts=thread_ts)
+        row.update(asked_by=asked_by, adapter=adapter, sources=listed, refused=int(refused), created=at)
+        with self._engine.begin() as conn:
+            conn.execute(sql_text(_INSERT_ANSWER), row)
+            if question is not None or text is not None:
+                texts = dict(answer_id=answer_id, question=question or "", answer=text or "", created=at)
+                conn.execute(sql_text(_INSERT_TEXT), texts)
         self.forget_old_answers()  # a bot that never restarts still keeps no more than keep_days
 
     def forget_old_answers(self) -> int:
         """Delete answers, their texts and votes older than keep_days; returns how many answers went."""
-        cutoff = days_ago_iso(self.keep_days)
-        with self._lock:
-            self._db.execute("DELETE FROM answer_texts WHERE created < ?", (cutoff,))
-            self._db.execute("DELETE FROM feedback WHERE at < ?", (cutoff,))
-            old = "SELECT id FROM answers WHERE created < ?"
-            self._db.execute(f"DELETE FROM feedback WHERE answer_id IN ({old})", (cutoff,))
-            return self._db.execute("DELETE FROM answers WHERE created < ?", (cutoff,)).rowcount
+        cutoff = {"t": days_ago_iso(self.keep_days)}
+        with self._engine.begin() as conn:
+            conn.execute(sql_text("DELETE FROM answer_texts WHERE created < :t"), cutoff)
+            conn.execute(sql_text("DELETE FROM feedback WHERE at < :t"), cutoff)
+            old = "SELECT id FROM answers WHERE created < :t"
+            conn.execute(sql_text(f"DELETE FROM feedback WHERE answer_id IN ({old})"), cutoff)
+            return conn.execute(sql_text("DELETE FROM answers WHERE created < :t"), cutoff).rowcount
 
     def answered_in(self, channel: str, thread_ts: str) -> bool:
         """Whether the bot has answered in this thread (so a reply there is a follow-up to it)."""
-        sql = "SELECT 1 FROM answers WHERE channel = ? AND thread_ts = ? LIMIT 1"
-        return bool(self._all(sql, (channel, thread_ts)))
+        sql = "SELECT 1 FROM answers WHERE channel = :c AND thread_ts = :t LIMIT 1"
+        return bool(self._all(sql, c=channel, t=thread_ts))
 
     def record_usergroup_fetch(self, group_id: str) -> None:
-        self._exec("INSERT OR REPLACE INTO usergroup_fetches VALUES (?, ?)", (group_id, now_iso()))
+        self._exec(_INSERT_FETCH, group_id=group_id, at=now_iso())
 
     def usergroup_fetches(self) -> dict[str, str]:
         """group id -> when its members were last fetched (ISO, UTC)."""
@@ -187,124 +180,137 @@ class Store:
 
     def thread_sources(self, channel: str, thread_ts: str) -> dict[str, list[dict]]:
         """The sources each of the bot's answers in a thread cited, by the ts of its message."""
-        sql = "SELECT message_ts, sources FROM answers WHERE channel = ? AND thread_ts = ?"
-        rows = self._all(sql, (channel, thread_ts))
+        sql = "SELECT message_ts, sources FROM answers WHERE channel = :c AND thread_ts = :t"
+        rows = self._all(sql, c=channel, t=thread_ts)
         return {r["message_ts"]: json.loads(r["sources"]) for r in rows if r["message_ts"]}
 
     def answer(self, answer_id: str) -> dict | None:
-        rows = self._all("SELECT * FROM answers WHERE id = ?", (answer_id,))
+        rows = self._all("SELECT * FROM answers WHERE id = :i", i=answer_id)
         if not rows:
             return None
-        row = dict(rows[0])
+        row = rows[0]
         row["sources"], row["refused"] = json.loads(row["sources"]), bool(row["refused"])
         return row
 
     def answer_text(self, answer_id: str) -> dict | None:
         """The question and answer text kept beside an answer ({"question", "answer"}), or None."""
-        rows = self._all("SELECT question, answer FROM answer_texts WHERE answer_id = ?", (answer_id,))
-        return dict(rows[0]) if rows else None
+        rows = self._all("SELECT question, answer FROM answer_texts WHERE answer_id = :i", i=answer_id)
+        return rows[0] if rows else None
 
     def record_vote(self, answer_id: str, user: str, vote: str) -> None:
         if vote not in VOTES:
             raise ValueError(f"vote must be one of {VOTES}, got {vote!r}")
         # One vote per person per answer: clicking the other button changes the vote.
-        self._exec("INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?)", (answer_id, user, vote, now_iso()))
+        self._exec(_INSERT_VOTE, answer_id=answer_id, user=user, vote=vote, at=now_iso())
 
     def votes(self, answer_id: str | None = None) -> list[dict]:
         if answer_id is None:
-            return [dict(r) for r in self._all("SELECT * FROM feedback ORDER BY at")]
-        return [
-            dict(r) for r in self._all("SELECT * FROM feedback WHERE answer_id = ? ORDER BY at", (answer_id,))
-        ]
+            return self._all("SELECT * FROM feedback ORDER BY at")
+        return self._all("SELECT * FROM feedback WHERE answer_id = :i ORDER BY at", i=answer_id)
 
     def feedback(self, since_days: float) -> list[dict]:
         """Votes of the last `since_days`, newest first, each with its answer's record and texts (None
         where the answer is no longer kept)."""
-        rows = self._all(
-            "SELECT f.answer_id, f.user, f.vote, f.at, a.channel, a.adapter, a.sources, a.refused,"
+        votes = self._all(
+            'SELECT f.answer_id, f."user", f.vote, f.at, a.channel, a.adapter, a.sources, a.refused,'
             " a.created AS answered, t.question, t.answer FROM feedback f"
             " LEFT JOIN answers a ON a.id = f.answer_id LEFT JOIN answer_texts t ON t.answer_id = f.answer_id"
-            " WHERE f.at >= ? ORDER BY f.at DESC",
-            (days_ago_iso(since_days),),
+            " WHERE f.at >= :t ORDER BY f.at DESC",
+            t=days_ago_iso(since_days),
         )
-        votes = []
-        for row in rows:
-            vote = dict(row)
+        for vote in votes:
             vote["sources"] = json.loads(vote["sources"]) if vote["sources"] else []
             vote["refused"] = None if vote["refused"] is None else bool(vote["refused"])
-            votes.append(vote)
         return votes
 
     # -- replies Slack never got ------------------------------------------------------------------------
     def record_failed_delivery(self, event_id: str | None, channel: str, reason: str) -> None:
         """A reply for event_id that could not be delivered to channel; reason names the Slack method and
         error (e.g. "chat.update: HTTP 500"), never what the message said. Kept keep_days, like answers."""
-        self._exec(
-            "INSERT INTO failed_deliveries (at, event_id, channel, reason) VALUES (?, ?, ?, ?)",
-            (now_iso(), event_id, channel, reason[:300]),
-        )
-        self._exec("DELETE FROM failed_deliveries WHERE at < ?", (days_ago_iso(self.keep_days),))
+        with self._engine.begin() as conn:
+            conn.execute(
+                sql_text(
+                    "INSERT INTO failed_deliveries (at, event_id, channel, reason) VALUES (:at, :e, :c, :r)"
+                ),
+                dict(at=now_iso(), e=event_id, c=channel, r=reason[:300]),
+            )
+            conn.execute(
+                sql_text("DELETE FROM failed_deliveries WHERE at < :t"), {"t": days_ago_iso(self.keep_days)}
+            )
 
     def failed_deliveries(self, since_days: float = 7, limit: int = 20) -> list[dict]:
         """Failures of the last since_days, newest first: {at, event_id, channel, reason}."""
-        rows = self._all(
-            "SELECT at, event_id, channel, reason FROM failed_deliveries WHERE at >= ?"
-            " ORDER BY id DESC LIMIT ?",
-            (days_ago_iso(since_days), limit),
+        return self._all(
+            "SELECT at, event_id, channel, reason FROM failed_deliveries WHERE at >= :t"
+            " ORDER BY id DESC LIMIT :n",
+            t=days_ago_iso(since_days),
+            n=limit,
         )
-        return [dict(r) for r in rows]
 
     def count_failed_deliveries(self, since_days: float = 7) -> int:
-        sql = "SELECT COUNT(*) FROM failed_deliveries WHERE at >= ?"
-        return self._all(sql, (days_ago_iso(since_days),))[0][0]
+        sql = "SELECT COUNT(*) AS n FROM failed_deliveries WHERE at >= :t"
+        return self._all(sql, t=days_ago_iso(since_days))[0]["n"]
 
     # -- audit -----------------------------------------------------------------------------------------
     def audit(self, user: str, command: str, decision: str, job_id: str | None = None) -> None:
         self._exec(
-            "INSERT INTO audit (at, user, command, decision, job_id) VALUES (?, ?, ?, ?, ?)",
-            (now_iso(), user, command, decision, job_id),
-        )
+            'INSERT INTO audit (at, "user", command, decision, job_id) VALUES (:at, :u, :c, :d, :j)',
+            at=now_iso(), u=user, c=command, d=decision, j=job_id,
+        )  # fmt: skip
 
     def audit_log(self) -> list[AuditEntry]:
-        rows = self._all("SELECT at, user, command, decision, job_id FROM audit ORDER BY id")
-        return [AuditEntry(**dict(r)) for r in rows]
+        rows = self._all('SELECT at, "user", command, decision, job_id FROM audit ORDER BY id')
+        return [AuditEntry(**r) for r in rows]
 
     # -- jobs ------------------------------------------------------------------------------------------
     def add_job(self, job_id: str, kind: str, *, requested_by: str, channel: str) -> JobRecord:
         try:
             self._exec(
                 "INSERT INTO jobs (id, kind, state, progress, requested_by, channel, created)"
-                " VALUES (?, ?, 'running', '{}', ?, ?, ?)",
-                (job_id, kind, requested_by, channel, now_iso()),
-            )
-        except sqlite3.IntegrityError:
+                " VALUES (:i, :k, 'running', '{}', :r, :c, :at)",
+                i=job_id, k=kind, r=requested_by, c=channel, at=now_iso(),
+            )  # fmt: skip
+        except IntegrityError:
             running = self.running_job(kind)
             if running is None:  # it finished between the insert and this look-up
                 return self.add_job(job_id, kind, requested_by=requested_by, channel=channel)
             raise JobConflictError(running) from None
         return self.job(job_id)
 
+    def own_job(self, job_id: str, owner: str) -> None:
+        self._exec("INSERT INTO job_owners (job_id, owner, beat) VALUES (:i, :o, :at)",
+                   i=job_id, o=owner, at=now_iso())  # fmt: skip
+
+    def beat_jobs(self, job_ids: list[str]) -> None:
+        """The running jobs' process is alive: now is their last heartbeat."""
+        for job_id in job_ids:
+            self._exec("UPDATE job_owners SET beat = :at WHERE job_id = :i", at=now_iso(), i=job_id)
+
+    def job_owner(self, job_id: str) -> tuple[str, str] | None:
+        """(owner "host:pid", its last heartbeat, ISO) of a job; None for one recorded without."""
+        rows = self._all("SELECT owner, beat FROM job_owners WHERE job_id = :i", i=job_id)
+        return (rows[0]["owner"], rows[0]["beat"]) if rows else None
+
     def job(self, job_id: str) -> JobRecord | None:
-        rows = self._all("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        rows = self._all("SELECT * FROM jobs WHERE id = :i", i=job_id)
         return _job(rows[0]) if rows else None
 
     def running_job(self, kind: str) -> JobRecord | None:
-        rows = self._all("SELECT * FROM jobs WHERE kind = ? AND state = 'running'", (kind,))
+        rows = self._all("SELECT * FROM jobs WHERE kind = :k AND state = 'running'", k=kind)
         return _job(rows[0]) if rows else None
 
     def jobs(self, kind: str | None = None, state: str | None = None) -> list[JobRecord]:
-        sql, params = "SELECT * FROM jobs WHERE 1=1", []
-        if kind is not None:
-            sql, params = sql + " AND kind = ?", [*params, kind]
-        if state is not None:
-            sql, params = sql + " AND state = ?", [*params, state]
-        return [_job(r) for r in self._all(sql + " ORDER BY created, rowid", tuple(params))]
+        sql = "SELECT * FROM jobs WHERE 1=1"
+        sql += " AND kind = :kind" if kind is not None else ""
+        sql += " AND state = :state" if state is not None else ""
+        rows = self._all(f"{sql} ORDER BY created, {self._tiebreak}", kind=kind, state=state)
+        return [_job(r) for r in rows]
 
     def set_job_progress(self, job_id: str, progress: dict) -> None:
-        self._exec("UPDATE jobs SET progress = ? WHERE id = ?", (json.dumps(progress), job_id))
+        self._exec("UPDATE jobs SET progress = :p WHERE id = :i", p=json.dumps(progress), i=job_id)
 
     def set_job_message(self, job_id: str, message_ts: str) -> None:
-        self._exec("UPDATE jobs SET message_ts = ? WHERE id = ?", (message_ts, job_id))
+        self._exec("UPDATE jobs SET message_ts = :m WHERE id = :i", m=message_ts, i=job_id)
 
     def finish_job(
         self, job_id: str, state: str, *, result: dict | None = None, error: str | None = None
@@ -319,14 +325,14 @@ class Store:
                 f"{', '.join(s for s in JOB_STATES if s != 'running')}; got {state!r}"
             )
         done = self._exec(
-            "UPDATE jobs SET state = ?, finished = ?, result = ?, error = ?"
-            " WHERE id = ? AND state = 'running'",
-            (state, now_iso(), None if result is None else json.dumps(result), error, job_id),
-        )
-        return done.rowcount == 1
+            "UPDATE jobs SET state = :s, finished = :f, result = :r, error = :e"
+            " WHERE id = :i AND state = 'running'",
+            s=state, f=now_iso(), r=None if result is None else json.dumps(result), e=error, i=job_id,
+        )  # fmt: skip
+        return done == 1
 
 
-def _job(row: sqlite3.Row) -> JobRecord:
+def _job(row: dict) -> JobRecord:
     d = dict(row)
     d["progress"] = json.loads(d["progress"] or "{}")
     d["result"] = None if d["result"] is None else json.loads(d["result"])

@@ -1,20 +1,34 @@
 """The composition root: the one place where settings become objects and objects are wired together.
 
-Everything is built on first use, so `expertbot index` never loads the LLM and `doctor` loads nothing.
+`build_services(settings, **overrides)` returns the Services; every part is built on first use, so
+`expertbot index` never loads the LLM and `doctor` loads nothing. Overrides hand in a part ready-made
+(a test's fake, or a part another Services already loaded); the Protocols in bot.parts say what each
+must offer. Nothing here touches the process (environment, logging, the garbage collector) on its own:
+entry points call prepare_process(), and whoever finishes a load calls settle_heap().
 """
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .config import Settings
+from .parts import Embedder, Generator, Registry, Retriever, Store
+
+if TYPE_CHECKING:
+    from indexers import IndexConfig, Indexer
+
+    from .answer import Answerer
+    from .corrections import Corrections
+    from .scopes import AccessResolver
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def offline_environment() -> None:
@@ -31,6 +45,12 @@ def quiet_libraries() -> None:
     """Known-harmless warnings that would scare a new user on every command."""
     # bitsandbytes looks for an optional CPU kernel package at import and warns when it is absent.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
+def prepare_process() -> None:
+    """What an entry point (the CLI, `serve`) does once, before building Services: offline, and quiet."""
+    offline_environment()
+    quiet_libraries()
 
 
 def settle_heap() -> None:
@@ -50,79 +70,123 @@ class AdapterNotFoundError(ValueError):
     pass
 
 
-def _built_once(method):
-    """Like functools.cached_property, but the first build holds the Services lock, so a warm-up thread
-    and the first question never load the same model twice (cached_property stopped locking in 3.12).
-    The value lives in the instance __dict__ under the same name, where tests may also put one."""
-    name = method.__name__
+class _Part(Generic[T]):
+    """A part built on first use. The first build holds the Services lock, so a warm-up thread and the
+    first question never load the same model twice (functools.cached_property stopped locking in 3.12).
+    Built or handed in, the part lives in Services._parts; assigning one afterwards is refused."""
 
-    @functools.wraps(method)
-    def get(self):
-        if name not in self.__dict__:
-            with self._build_lock:  # re-entrant: building the answerer builds the retriever, ...
-                if name not in self.__dict__:
-                    self.__dict__[name] = method(self)
-        return self.__dict__[name]
+    def __init__(self, build: Callable[[Services], T]):
+        self._build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
 
-    return property(get)
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _Part[T]: ...
+
+    @overload
+    def __get__(self, obj: Services, owner: type | None = None) -> T: ...
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        parts = obj._parts
+        if self.name not in parts:
+            with obj._build_lock:  # re-entrant: building the answerer builds the retriever, ...
+                if self.name not in parts:
+                    parts[self.name] = self._build(obj)
+        return parts[self.name]
+
+    def __set__(self, obj, value) -> None:
+        raise AttributeError(
+            f"Services.{self.name} cannot be replaced once the Services exist; "
+            f"pass it as build_services(settings, {self.name}=...)"
+        )
+
+
+def build_services(
+    settings: Settings, *, reload: Callable[[], Settings] | None = None, **overrides: Any
+) -> Services:
+    """The bot's parts over `settings`, each built on first use unless handed in ready-made here.
+
+    overrides: part name -> the part (see PARTS; Protocols in bot.parts), e.g. embed_model=an_embedder,
+    generator=another_services.generator. reload: see Services. An unknown name raises TypeError."""
+    return Services(settings, reload=reload, **overrides)
 
 
 class Services:
-    def __init__(self, settings: Settings, reload=None):
+    def __init__(self, settings: Settings, reload: Callable[[], Settings] | None = None, **overrides: Any):
         """reload: () -> Settings, read again from where `settings` came from (the CLI passes
-        load_settings): a running bot's /reindex then applies a changed [scopes] without a restart."""
-        offline_environment()
-        quiet_libraries()
+        load_settings): a running bot's /reindex then applies a changed [scopes] without a restart.
+        overrides: parts handed in ready-made (build_services)."""
+        unknown = sorted(set(overrides) - set(PARTS))
+        if unknown:
+            raise TypeError(
+                f"unknown part{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for "
+                f"build_services(); the parts that can be handed in are {', '.join(PARTS)}"
+            )
         self.settings = settings
         self._reload = reload
         self._build_lock = threading.RLock()
+        self._parts: dict[str, Any] = dict(overrides)
         settings.home.mkdir(parents=True, exist_ok=True)
+
+    def built(self) -> frozenset[str]:
+        """The parts built (or handed in) so far; asking builds nothing (`doctor`, `ask` check this)."""
+        return frozenset(self._parts)
 
     def warm_up(self) -> None:
         """Load what the first question needs (embedder, index, LLM, the current adapter's LoRA), so
         that its asker does not wait for it. A failure only logs: the question itself will report it."""
-        from indexers import StoreError
-
         try:
-            self.embed_model.get_query_embedding("warm-up")
-            hello = [{"role": "user", "content": "Hello"}]
-            adapter = self.resolve_adapter()
-            for line in getattr(self.generator, "startup_warnings", lambda _: [])(adapter):
-                log.warning("%s", line)  # e.g. a server that cannot load a promoted adapter
-            self.generator.generate(hello, adapter=adapter, max_new_tokens=1)
-            log.info("answers come from %s", self.generator.describe())
-            try:
-                self.answerer.retriever.reopen()  # last: with no index yet, the models are still warm
-            except StoreError:
-                log.info("models loaded; no index yet: run `expertbot index` or /reindex")
-                return
-            finally:
-                settle_heap()
-            log.info("models loaded: ready for questions")
+            self._warm_up()
         except Exception as err:  # noqa: BLE001 - warming up is best effort by design
             from adapters.server import LLMServerError
 
             # A server's error names its URL and what went wrong (never a key): worth saying at start-up.
             why = str(err) if isinstance(err, LLMServerError) else type(err).__name__
             log.warning("warm-up did not finish (%s); the first question loads what it needs", why)
+        finally:
+            settle_heap()  # what did load stays loaded, and a later /reindex builds on the embedder
 
-    @_built_once
-    def embed_model(self):
+    def _warm_up(self) -> None:
+        from indexers import StoreError
+
+        self.embed_model.get_query_embedding("warm-up")
+        hello = [{"role": "user", "content": "Hello"}]
+        adapter = self.resolve_adapter()
+        for line in getattr(self.generator, "startup_warnings", lambda _: [])(adapter):
+            log.warning("%s", line)  # e.g. a server that cannot load a promoted adapter
+        self.generator.generate(hello, adapter=adapter, max_new_tokens=1)
+        log.info("answers come from %s", self.generator.describe())
+        try:
+            self.answerer.retriever.reopen()  # last: with no index yet, the models are still warm
+        except StoreError:
+            log.info("models loaded; no index yet: run `expertbot index` or /reindex")
+            return
+        log.info("models loaded: ready for questions")
+
+    def load_indexer(self) -> Indexer:
+        """The indexer, its embedder loaded now and the heap settled after it (see settle_heap): what
+        `expertbot index` and a reindex job start with. Loads no LLM."""
+        indexer = self.indexer  # builds the embedder
+        settle_heap()
+        return indexer
+
+    @_Part
+    def embed_model(self) -> Embedder:
         from indexers import load_embed_model
 
         s = self.settings  # the embedder runs where the LLM does: a GPU where there is one
-        model = load_embed_model(
+        return load_embed_model(
             s.embed_model, device=s.device, backend=s.embed_backend, cache_dir=s.home / "models" / "embed"
         )
-        settle_heap()  # `expertbot index` and /reindex build on it: see settle_heap
-        return model
 
-    @_built_once
-    def index_config(self):
+    @_Part
+    def index_config(self) -> IndexConfig:
         return self.settings.index_config()
 
-    @_built_once
-    def store(self):
+    @_Part
+    def store(self) -> Store:
         from indexers import GenerationStore
         from indexers.store import open_chroma
 
@@ -133,14 +197,14 @@ class Services:
         cfg = self.index_config
         return GenerationStore(cfg, client=open_chroma(cfg))
 
-    @_built_once
-    def indexer(self):
+    @_Part
+    def indexer(self) -> Indexer:
         from indexers import Indexer
 
         return Indexer(self.index_config, self.embed_model, self.store)
 
-    @_built_once
-    def retriever(self):
+    @_Part
+    def retriever(self) -> Retriever:
         from indexers import Retriever
 
         return Retriever(self.index_config, self.embed_model, self.store)
@@ -151,8 +215,8 @@ class Services:
             settle_heap()
         return moved
 
-    @_built_once
-    def generator(self):
+    @_Part
+    def generator(self) -> Generator:
         """Where answers come from: a server (EXPERTBOT_LLM_URL), else llama.cpp in-process for a GGUF base
         model (the bundled one included), else transformers (safetensors models such as Phi-3)."""
         s = self.settings
@@ -176,20 +240,23 @@ class Services:
         found = gguf_source(self.settings.base_model_config())
         return found[0] / found[1] if found else None
 
-    @_built_once
-    def registry(self):
+    @_Part
+    def registry(self) -> Registry:
         from adapters.registry import AdapterRegistry
+
+        from .db import adapter_pointer
 
         gguf = self._base_gguf()
         if gguf is None:  # a safetensors base: vLLM, TGI and transformers read the peft folder itself
-            return AdapterRegistry(self.settings.home / "adapters")
+            return AdapterRegistry(self.settings.home / "adapters", pointer=adapter_pointer(self.settings))
         from adapters.gguf_lora import exporter_for
 
         # Each new version also gets the GGUF LoRA file llama.cpp (and llama-server --lora) loads.
-        return AdapterRegistry(self.settings.home / "adapters", export=exporter_for(gguf))
+        pointer = adapter_pointer(self.settings)  # in the state database when EXPERTBOT_DATABASE_URL is set
+        return AdapterRegistry(self.settings.home / "adapters", export=exporter_for(gguf), pointer=pointer)
 
-    @_built_once
-    def answerer(self):
+    @_Part
+    def answerer(self) -> Answerer:
         from .answer import Answerer
 
         s = self.settings
@@ -210,20 +277,21 @@ class Services:
         query = vector or (lambda: self.embed_model.get_query_embedding(question))
         return self.corrections.match(query, allowed)
 
-    @_built_once
-    def access(self):
+    @_Part
+    def access(self) -> AccessResolver:
         """Who may read which [scopes] here. The installed workspace's id is set once auth.test has said it
         (bot.slack.app); until then no other workspace can be told apart, and none has asked yet."""
         from .scopes import AccessResolver
 
         return AccessResolver(self.settings.scopes, team_id=None)
 
-    @_built_once
-    def corrections(self):
+    @_Part
+    def corrections(self) -> Corrections:
         """Experts' corrections, in the bot's database; questions embedded as the retriever embeds them."""
         from .corrections import Corrections
+        from .db import state_target
 
-        return Corrections(self.settings.home, self.embed_model.get_query_embedding)
+        return Corrections(state_target(self.settings), self.embed_model.get_query_embedding)
 
     def reload_scopes(self) -> bool:
         """Read [scopes] again (see __init__); True when they changed. The index build that follows uses
@@ -242,7 +310,7 @@ class Services:
 
     def apply_scopes(self) -> None:
         """Questions from now on are resolved under the current [scopes]; answers under way keep theirs."""
-        old = self.__dict__.pop("access", None)
+        old = self._parts.pop("access", None)
         if old is not None:
             self.access.on_fetch = old.on_fetch
 
@@ -261,75 +329,6 @@ class Services:
         from indexers.facts import best_facts
 
         return best_facts(question, hits, self.embed_model, n)
-
-    def retrain(
-        self,
-        progress=None,
-        *,
-        glossary: Path | None = None,
-        epochs: int | None = None,
-        max_steps: int | None = None,
-        qlora: bool | None = None,
-        should_stop=None,
-    ):
-        """Train, evaluate, register and (if it passes the gate) promote a new adapter version.
-        should_stop() -> True cancels it (adapters.train.TrainingCancelled) before anything is registered."""
-        from adapters.dataset import CorrectionItem
-        from adapters.gate import GateConfig
-        from adapters.pipeline import retrain
-
-        from .answer import NO_RETRIEVAL_SYSTEM_PROMPT
-        from .evaluate import rag_scorer
-
-        s = self.settings
-        overrides = {
-            k: v for k, v in (("epochs", epochs), ("max_steps", max_steps), ("qlora", qlora)) if v is not None
-        }
-        return retrain(
-            s.base_model_config(),
-            # Train with the prompt `ask --no-retrieval` sends: the adapter is tuned for how it is asked.
-            s.train_config(**{"system_prompt": NO_RETRIEVAL_SYSTEM_PROMPT, **s.retrain, **overrides}),
-            self.registry,
-            glossary=glossary or s.glossary or self._find_glossary(),
-            docs_dir=s.docs_dir,
-            contexts=self._contexts(),
-            gate=GateConfig(
-                max_perplexity_increase=s.gate_max_perplexity_increase,
-                # A short CPU retrain went from 0.0% to 1.2% and was promoted when any gain was enough
-                # (BENCHMARKS.md, "A default retrain on an idle machine"): noise is not a better adapter.
-                min_accuracy_gain=s.gate_min_accuracy_gain,
-            ),
-            progress=progress,
-            rag_eval=rag_scorer(self),  # the gate refuses an adapter that makes answers with retrieval worse
-            should_stop=should_stop,
-            # Scoped ones are marked: the pipeline leaves them out, since an adapter answers everywhere.
-            corrections=[
-                CorrectionItem(c.id, c.question, c.answer, scoped=bool(c.scopes))
-                for c in self.corrections.approved()
-            ],
-        )
-
-    def _find_glossary(self) -> Path | None:
-        """glossary.* in the docs folder (the library's search), else right beside it: examples/acme keeps
-        its glossary next to docs/, out of the index."""
-        from adapters.glossary import SUFFIXES, find_glossary
-
-        try:
-            return find_glossary(self.settings.docs_dir)
-        except FileNotFoundError:
-            beside = (self.settings.docs_dir.parent / f"glossary{suffix}" for suffix in SUFFIXES)
-            return next((p for p in beside if p.is_file()), None)
-
-    def _contexts(self):
-        """Chunks that mention a term, for context-grounded training examples; none without an index."""
-        from indexers import NoIndexError
-
-        try:
-            self.retriever.reopen()
-        except NoIndexError:
-            return None
-        # An adapter answers in every channel: it learns from public documents only, never a scoped one.
-        return lambda term: [h.text for h in self.retriever.retrieve(term, top_k=2, allowed=frozenset())]
 
     def resolve_adapter(self, spec: str | None = None):
         """'none' -> base model; 'current' -> the registry's current version (read on every call: hot swap);
@@ -362,3 +361,7 @@ class Services:
                 "use 'current', 'none', a version name or a path"
             ) from None
         return AdapterRef(info.name, info.path)
+
+
+# The names build_services accepts as overrides: every part Services builds on first use.
+PARTS = tuple(name for name, value in vars(Services).items() if isinstance(value, _Part))

@@ -24,7 +24,7 @@ from .config import IndexConfig
 from .embedding import embed_tokenizer, embedder_backend
 from .loading import LOADER_VERSION, SkipFile, load_file
 from .scan import DocsScan, scan_docs
-from .store import BM25_DIR, MANIFEST, GenerationStore, bm25_retriever_class, write_json_atomic
+from .store import BM25_DIR, GenerationStore, bm25_retriever_class
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (files done, files total)
@@ -301,13 +301,16 @@ class Indexer:
         self._write_bm25(gen, all_nodes)
         report.chunks_total = len(all_nodes)
         report.generation = gen
-        write_json_atomic(
-            self.store.dir(gen) / MANIFEST,
+        self.store.write_manifest(
+            gen,
             {
                 "fingerprint": self.fingerprint(),
                 "collection": collection.name,
                 "docs": docs,
                 "chunks": len(all_nodes),
+                # The files in BM25's corpus order: a host rebuilding it from the rows (store.py) ranks ties
+                # the same way.
+                "order": [rel for rel in order if nodes_of.get(rel)],
                 "built": time.time(),
                 "files": stats,
                 "left_out": left_out,

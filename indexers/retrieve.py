@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .config import IndexConfig
 from .scopes import SCOPE_KEY, ScopeView, allows, parse_scope
-from .store import BM25_DIR, GenerationStore, StoreError, bm25_retriever_class
+from .store import GenerationStore, StoreError, bm25_retriever_class
 
 
 @dataclass
@@ -62,7 +62,7 @@ class _Generation:
         manifest = store.manifest(name)  # read once: the collection's name and the chunk ids are both in it
         self.collection = store.collection(name, manifest=manifest)
         self.bm25 = bm25_retriever_class().from_persist_dir(
-            str(store.dir(name) / BM25_DIR), show_progress=False
+            str(store.bm25_dir(name, manifest)), show_progress=False
         )
         # The collection may be shared with the generations before and after this one (store.py): rows
         # this one does not list are skipped, and asked for in excess so that a top n stays n.

@@ -10,17 +10,23 @@ the collection of the generation it starts from, so unchanged chunks are never c
 content hashes, so a row never changes once written, and a generation's manifest lists the ids it is
 made of: readers keep to those, and rows that no kept generation lists are deleted after a switch.
 
-The same code serves the embedded PersistentClient and a Chroma server.
+The same code serves the embedded PersistentClient and a Chroma server. With a server, several hosts
+share one index without sharing a disk: the pointer and every generation's manifest are kept in a small
+Chroma collection of their own (`<prefix>-meta`) as well, and a host that finds a generation without its
+BM25 files rebuilds them once from the generation's rows on the server (their text and metadata are there:
+the same nodes, so the same BM25 index), then keeps them on its own disk.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import shutil
 import time
 import uuid
+import zlib
 from pathlib import Path
 
 from .config import IndexConfig
@@ -28,6 +34,10 @@ from .config import IndexConfig
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 BM25_DIR = "bm25"
+META_SUFFIX = "-meta"  # not "_": cleanup() drops the collections named "<prefix>_…" no generation uses
+MANIFEST_KEY = "manifest/"
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
@@ -82,6 +92,9 @@ class GenerationStore:
         self.root = cfg.index_dir
         self.root.mkdir(parents=True, exist_ok=True)
         self._client = client
+        self.shared = bool(cfg.chroma_url)  # a server: pointer and manifests are kept there for every host
+        self.meta_name = f"{cfg.collection_prefix}{META_SUFFIX}"
+        self._meta = None
 
     @property
     def client(self):
@@ -90,33 +103,66 @@ class GenerationStore:
         return self._client
 
     # --- pointer -------------------------------------------------------------------------------
-    def current(self) -> str | None:
+    def _pointer(self) -> dict | None:
+        """CURRENT's content: on the server where the index is shared (a local file is an index built before
+        it was: read, and written there at the next switch), else the local file."""
+        if self.shared:
+            kept = self._read_meta(CURRENT)
+            if kept is not None:
+                return kept
         try:
-            return json.loads((self.root / CURRENT).read_text())["generation"]
+            return json.loads((self.root / CURRENT).read_text())
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError) as e:
+        except ValueError as e:
             raise StoreError(
                 f"{self.root / CURRENT} is damaged ({e}); run `expertbot index --full`"
             ) from None
 
+    def current(self) -> str | None:
+        pointer = self._pointer()
+        if pointer is None:
+            return None
+        try:
+            return pointer["generation"]
+        except (KeyError, TypeError) as e:
+            where = f"{self.meta_name} on {self.cfg.chroma_url}" if self.shared else self.root / CURRENT
+            raise StoreError(f"{where} is damaged ({e}); run `expertbot index --full`") from None
+
     def history(self) -> list[str]:
         try:
-            return json.loads((self.root / CURRENT).read_text()).get("history", [])
-        except (FileNotFoundError, ValueError):
+            return (self._pointer() or {}).get("history", [])
+        except StoreError:
             return []
 
     def switch_to(self, generation: str) -> None:
         previous = self.current()
         history = ([previous] if previous else []) + [g for g in self.history() if g != previous]
-        write_json_atomic(
-            self.root / CURRENT,
-            {
-                "generation": generation,
-                "history": history[: self.cfg.keep_generations],
-                "switched": time.time(),
-            },
-        )
+        pointer = {
+            "generation": generation,
+            "history": history[: self.cfg.keep_generations],
+            "switched": time.time(),
+        }
+        if self.shared:
+            self._write_meta(CURRENT, pointer)
+        write_json_atomic(self.root / CURRENT, pointer)  # what this host served last, and a fallback
+
+    # --- shared metadata (a Chroma server) -----------------------------------------------------------
+    def _meta_collection(self):
+        if self._meta is None:  # one dimension: the records are looked up by id, never by vector
+            self._meta = self.client.get_or_create_collection(self.meta_name)
+        return self._meta
+
+    def _read_meta(self, key: str):
+        got = self._meta_collection().get(ids=[key], include=["documents"])
+        if not got["ids"]:
+            return None
+        return json.loads(zlib.decompress(base64.b64decode(got["documents"][0])))
+
+    def _write_meta(self, key: str, data) -> None:
+        # Compressed: a manifest at 100k chunks is megabytes of JSON, and Chroma indexes documents' words.
+        text = base64.b64encode(zlib.compress(json.dumps(data, sort_keys=True).encode(), 6)).decode()
+        self._meta_collection().upsert(ids=[key], documents=[text], embeddings=[[0.0]])
 
     # --- generations ---------------------------------------------------------------------------
     def new_generation(self) -> str:
@@ -155,7 +201,59 @@ class GenerationStore:
         try:
             return json.loads((self.dir(generation) / MANIFEST).read_text())
         except FileNotFoundError:
-            return None
+            if not self.shared:
+                return None
+        manifest = self._read_meta(MANIFEST_KEY + generation)  # built on another host
+        if manifest is not None:
+            self.dir(generation).mkdir(exist_ok=True)
+            write_json_atomic(self.dir(generation) / MANIFEST, manifest)
+        return manifest
+
+    def write_manifest(self, generation: str, manifest: dict) -> None:
+        """Before switch_to(): a reader on any host that follows the pointer finds the manifest there."""
+        if self.shared:
+            self._write_meta(MANIFEST_KEY + generation, manifest)
+        write_json_atomic(self.dir(generation) / MANIFEST, manifest)
+
+    def bm25_dir(self, generation: str, manifest: dict | None = None) -> Path:
+        """The generation's BM25 files; where the index is shared and this host has none (another host built
+        it), they are rebuilt from the generation's rows on the server first."""
+        path = self.dir(generation) / BM25_DIR
+        if self.shared and not path.exists():
+            self._rebuild_bm25(generation, manifest or self.manifest(generation), path)
+        return path
+
+    def _rebuild_bm25(self, generation: str, manifest: dict | None, path: Path) -> None:
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+
+        started = time.monotonic()
+        docs = (manifest or {}).get("docs", {})
+        # The builder's corpus order (BM25 ties keep it), duplicates too: the same index, not a like one.
+        listed = [c for rel in (manifest or {}).get("order") or sorted(docs) for c in docs[rel]["chunks"]]
+        ids = sorted(set(listed))
+        collection = self.collection(generation, manifest=manifest)
+        found, step = {}, 5000
+        for i in range(0, len(ids), step):
+            got = collection.get(ids=ids[i : i + step], include=["documents", "metadatas"])
+            for key, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+                found[key] = (text, meta)
+        if len(found) != len(ids):
+            raise StoreError(
+                f"index generation {generation} lists {len(ids)} chunks but the Chroma server has "
+                f"{len(found)} of them; run `expertbot index --full`"
+            )
+        nodes = []
+        for key in listed:
+            node = metadata_dict_to_node(found[key][1])
+            node.set_content(found[key][0])
+            nodes.append(node)
+        tmp = path.with_name(f".{BM25_DIR}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        bm25 = bm25_retriever_class().from_defaults(nodes=nodes, similarity_top_k=self.cfg.candidates)
+        bm25.persist(str(tmp), show_progress=False)
+        os.replace(tmp, path)  # a reader never opens half-written files
+        log.info("rebuilt the BM25 index of generation %s from %d chunks on the server in %.1f s",
+                 generation, len(nodes), time.monotonic() - started)  # fmt: skip
 
     def chunk_ids(self, generation: str | None, manifest: dict | None = None) -> set[str]:
         """Every chunk a generation is made of (files kept at their last good version included)."""
@@ -187,6 +285,11 @@ class GenerationStore:
                     removed.append(name[len(prefix) :])
         for name, ids in used.items() if rows else ():
             self._delete_unlisted(name, ids)
+        if self.shared:
+            kept = self._meta_collection().get(include=[])["ids"]
+            gone = [k for k in kept if k.startswith(MANIFEST_KEY) and k[len(MANIFEST_KEY) :] not in keep]
+            if gone:
+                self._meta_collection().delete(ids=gone)
         return removed
 
     def _delete_unlisted(self, name: str, listed: set[str]) -> None:

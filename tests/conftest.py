@@ -26,6 +26,9 @@ def pytest_configure(config):
         os.environ[var] = "1"
     os.environ["ANONYMIZED_TELEMETRY"] = "False"
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    from bot.wiring import prepare_process
+
+    prepare_process()  # what `expertbot` does at start: the rest of the offline settings, quiet libraries
 
 
 @pytest.fixture(scope="session")
@@ -65,10 +68,9 @@ def acme_settings(tmp_path_factory, model_cache):
 @pytest.fixture(scope="session")
 def acme_services(acme_settings, embed_model):
     """Services over an index of examples/acme, built once. Tests must not modify it."""
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
-    services = Services(acme_settings)
-    services.__dict__["embed_model"] = embed_model  # reuse the loaded embedder (cached_property slot)
+    services = build_services(acme_settings, embed_model=embed_model)  # reuse the loaded embedder
     services.indexer.build()
     return services
 

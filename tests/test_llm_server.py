@@ -102,12 +102,12 @@ def test_two_answers_are_in_flight_at_once(gen):
 
 def test_the_bot_answers_through_the_server_when_llm_url_is_set(server, tmp_path, embed_model, caplog):
     from bot.config import load_settings
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
-    services = Services(
-        load_settings(home=tmp_path / "home", llm_url=server, llm_api_key=KEY, adapter="none")
+    services = build_services(
+        load_settings(home=tmp_path / "home", llm_url=server, llm_api_key=KEY, adapter="none"),
+        embed_model=embed_model,
     )
-    services.__dict__["embed_model"] = embed_model
     assert isinstance(services.generator, ServerGenerator)
     answer = services.answerer.answer("What is the capital of France?", retrieval=False)
     assert answer.text and answer.adapter is None

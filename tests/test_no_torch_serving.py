@@ -19,10 +19,13 @@ HEAVY = ("torch", "transformers", "sentence_transformers", "peft", "bitsandbytes
 SCRIPT = r"""
 import json, sys
 from bot.config import load_settings
-from bot.playground import DM, SAMPLE_QUESTION, Playground
-from bot.wiring import Services
+from bot.playground.app import Playground
+from bot.playground.people import DM
+from bot.playground.server import SAMPLE_QUESTION
+from bot.wiring import build_services, prepare_process
 
-services = Services(load_settings(home=sys.argv[1], docs_dir=sys.argv[2], max_new_tokens=8))
+prepare_process()  # what the CLI does first
+services = build_services(load_settings(home=sys.argv[1], docs_dir=sys.argv[2], max_new_tokens=8))
 services.indexer.build()  # what `expertbot index` does
 playground = Playground(services, update_interval=0)
 playground.warm_up()  # what `expertbot serve` does before it names its URL

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import TYPE_CHECKING
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
@@ -23,6 +24,9 @@ from bot.slack.guard import install_guard
 from bot.slack.jobreport import report_interrupted
 from bot.slack.listeners import register_listeners
 from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.wiring import Services
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +82,7 @@ def web_client(token: str, base_url: str | None = None, *, backoff: float = 0.5)
 
 
 def build_app(
-    services,
+    services: Services,
     *,
     client: WebClient | None = None,
     signing_secret: str | None = None,
@@ -96,7 +100,7 @@ def build_app(
     Everything not given comes from `services.settings`: the bot token and SLACK_API_URL (for the
     WebClient), the signing secret, the admins, the answer limits, the store under the data dir (keeping
     answers for EXPERTBOT_FEEDBACK_DAYS) and the citation links (EXPERTBOT_DOCS_URL).
-    At start-up, jobs a previous run left running are marked interrupted and reported in their channel.
+    Building posts nothing and changes no stored state: start_up(app) does that, once serving starts.
     """
     settings = services.settings
     if client is None:
@@ -106,7 +110,7 @@ def build_app(
         client = web_client(token, settings.slack_api_url)
     if signing_secret is None:
         signing_secret = secret(settings.slack_signing_secret) or ""
-    store = store or Store.in_home(settings.home, keep_days=settings.feedback_days)
+    store = store or Store.in_home(settings.home, keep_days=settings.feedback_days, url=settings.database_url)
     if settings.scopes:  # `doctor` shows how old the user-group memberships the bot works from are
         services.access.on_fetch = store.record_usergroup_fetch
     jobs = JobRunner(store)
@@ -159,10 +163,17 @@ def build_app(
 
     register_listeners(app)
     app.expertbot = bot  # serve() reaches the answers and jobs through it to shut them down
-    store.forget_events_before(days=7)
-    store.forget_old_answers()
-    report_interrupted(client, jobs.recover_interrupted())
     return app
+
+
+def start_up(app: App) -> None:
+    """What a bot does once before it takes events (serve and the playground call it): forget dedup keys
+    and answers past their time, and mark the jobs a previous run left running as interrupted, telling
+    their channels."""
+    bot: BotContext = app.expertbot
+    bot.store.forget_events_before(days=7)
+    bot.store.forget_old_answers()
+    report_interrupted(app.client, bot.jobs.recover_interrupted())
 
 
 def _first_delivery(store: Store, body: dict) -> bool:

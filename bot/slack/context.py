@@ -8,6 +8,7 @@ from bot.jobs import JobRunner
 from bot.slack.answering import AnswerFlow
 from bot.slack.guard import GUEST, INACTIVE, MEMBER, UserRoles
 from bot.store import Store
+from bot.wiring import Services
 
 CONTEXT_KEY = "expertbot"
 
@@ -17,7 +18,7 @@ ADMIN, NOT_LISTED, UNCONFIRMED = "admin", "not listed", "role unconfirmed"
 
 @dataclass
 class BotContext:
-    services: object  # bot.wiring.Services: answerer, indexer, registry, reopen_retriever(), retrain()
+    services: Services
     store: Store
     jobs: JobRunner
     answers: AnswerFlow

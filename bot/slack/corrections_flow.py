@@ -164,8 +164,9 @@ def notify_reviewers(bot, client: WebClient, correction, bot_answer: str, channe
     for reviewer in reviewers(bot, client):
         try:
             dm = client.conversations_open(users=reviewer)["channel"]["id"]
-            client.chat_postMessage(channel=dm, text=REVIEW_TEXT, blocks=blocks)
+            posted = client.chat_postMessage(channel=dm, text=REVIEW_TEXT, blocks=blocks)
             sent += 1
+            bot.services.corrections.record_review(correction.id, dm, posted["ts"])  # to show the verdict
         except Exception as e:  # noqa: BLE001 - the others are still told
             log.warning(
                 "could not DM expert %s about correction %s (%s)", reviewer, correction.id, _reason(e)
@@ -202,11 +203,15 @@ def decide(bot, client: WebClient, body: dict, action: dict) -> None:
     record = bot.store.answer(done.answer_id) if done.answer_id else None
     bot_answer = (bot.store.answer_text(done.answer_id) or {}).get("answer") if record else None
     blocks = review_blocks(done, bot_answer, (record or {}).get("channel"), decided=(done.status, who))
-    if channel and ts:
+    # This click's message, and where it decided, every other expert's DM about it: no one reviews it twice.
+    shown = {(channel, ts)} if channel and ts else set()
+    if who is not None:
+        shown |= set(corrections.reviews(correction_id))
+    for where, when in sorted(shown):
         try:
-            client.chat_update(channel=channel, ts=ts, text=f"Correction {done.status}.", blocks=blocks)
+            client.chat_update(channel=where, ts=when, text=f"Correction {done.status}.", blocks=blocks)
         except Exception as e:  # noqa: BLE001 - decided all the same
-            log.warning("could not update the review of correction %s (%s)", correction_id, _reason(e))
+            log.warning("could not update a review of correction %s (%s)", correction_id, _reason(e))
 
 
 def review_blocks(correction, bot_answer: str | None, channel: str | None,

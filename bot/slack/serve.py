@@ -1,5 +1,8 @@
 """`expertbot serve`: Socket Mode with SLACK_APP_TOKEN, HTTP with --http, else the local playground.
 
+The playground (bot.playground) is built on this package, so it is handed in by the caller (the CLI)
+rather than imported here.
+
 Credential problems stop start-up with a SlackSetupError (a ValueError) whose message says what is
 wrong and how to fix it; the CLI prints it without a traceback. Secrets never appear in the messages.
 """
@@ -11,12 +14,14 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.slack.app import build_app, quiet_logger, secret, web_client
+from bot.slack.app import build_app, quiet_logger, secret, start_up, web_client
 from bot.slack.http import EVENTS_PATH, SlackHTTPServer
+from bot.wiring import Services, prepare_process
 
 log = logging.getLogger(__name__)
 
@@ -187,32 +192,44 @@ def _within(seconds: float, what: str, step) -> None:
         log.warning("%s took more than %g s; going on without it", what, seconds)
 
 
-def _warm_up_in_background(services) -> None:
+def _warm_up_in_background(services: Services) -> None:
     # Loading the models takes seconds (more with an adapter's LoRA to convert): do it while the bot
     # starts listening, not in the first asker's time. Services builds each part once, under a lock.
     threading.Thread(target=services.warm_up, name="expertbot-warm-up", daemon=True).start()
 
 
-def serve(services, http: bool = False, host: str = "127.0.0.1", port: int = 3000) -> None:
+def serve(
+    services: Services,
+    http: bool = False,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    *,
+    playground: Callable[..., None] | None = None,
+) -> None:
     """Run the bot until SIGINT or SIGTERM, then stop within 10 s: stop taking requests, give in-flight
     answers and running jobs their final message, release the job locks. See the module docstring for
-    how the mode is chosen."""
-    settings = services.settings
-    mode = choose_mode(settings, http)
+    how the mode is chosen. playground(services, host=, port=): what runs without Slack tokens
+    (bot.playground.run_playground)."""
+    prepare_process()
+    mode = choose_mode(services.settings, http)
     if mode == "playground":
-        from bot.playground import run_playground
-
-        run_playground(services, host=host, port=port)  # it warms up before it names its URL
+        if playground is None:
+            raise SlackSetupError(
+                "no Slack tokens are set and no playground was handed in: set SLACK_BOT_TOKEN and "
+                "SLACK_APP_TOKEN for Socket Mode, or SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET with http=True"
+            )
+        playground(services, host=host, port=port)  # it warms up before it names its URL
         return
     with stop_on_signals(Stop()) as stop:  # from here on a signal means "stop in order", even mid-start-up
         _serve_slack(services, mode, host, port, stop)
 
 
-def _serve_slack(services, mode: str, host: str, port: int, stop: Stop) -> None:
+def _serve_slack(services: Services, mode: str, host: str, port: int, stop: Stop) -> None:
     settings = services.settings
     token, signing_secret, app_token = check_credentials(settings, mode)
     client = verified_client(token, settings.slack_api_url)
     app = build_app(services, client=client, signing_secret=signing_secret or "")
+    start_up(app)
     if mode == "http":
         _warm_up_in_background(services)  # only once the credentials are known to work
         server = SlackHTTPServer(app, signing_secret, host, port)

@@ -9,7 +9,14 @@ from __future__ import annotations
 import json
 
 from adapters.config import ModelConfig
-from adapters.dataset import CORRECTION_TEMPLATES, CorrectionItem, build_dataset, correction_heldout
+from adapters.dataset import (
+    CONTEXT_PROMPT,
+    CORRECTION_TEMPLATES,
+    CorrectionItem,
+    build_dataset,
+    correction_heldout,
+    correction_withheld,
+)
 from adapters.evaluate import correction_key, correction_keys, question_phrases
 from adapters.gate import decide
 from adapters.registry import AdapterRegistry
@@ -62,6 +69,34 @@ def test_each_correction_trains_its_own_wording_and_holds_out_another_the_same_w
     # Another id is another wording draw, from the same pool.
     picks = {correction_heldout(CorrectionItem(f"x{n}", "Q?", "A.")).id for n in range(40)}
     assert picks <= {t.id for t in CORRECTION_TEMPLATES} - {"asked"} and len(picks) > 2
+
+
+def test_a_share_of_many_corrections_is_never_trained_and_the_gate_asks_it_with_its_text():
+    many = [CorrectionItem(f"id{n}", f"What is rule {n}?", f"Rule {n} now needs {n + 2} signatures.")
+            for n in range(12)]  # fmt: skip
+    ds = build_dataset(tiny_entries(), corrections=many, templates_per_term=2)
+    withheld = [c for c in many if correction_withheld(c)]
+    assert 0 < len(withheld) < len(many)  # by id hash: about one in five
+    seen = "\n".join(m["content"] for x in ds.train + ds.validation for m in x.messages)
+    for c in withheld:
+        assert c.answer not in seen and c.question not in seen  # not trained, not in validation loss
+        (q,) = [q for q in ds.correction_questions if q.term == c.question]
+        assert q.template == "withheld" and q.expected() == c.answer
+        assert q.question == CONTEXT_PROMPT.format(context=c.answer, question=c.question)
+    for c in many:
+        if c not in withheld:
+            assert c.answer in seen
+    info = ds.summary()
+    assert info["corrections_withheld"] == len(withheld) and info["corrections_used"] == 12
+    assert info["corrections_heldout"] == 12  # one gate question each: a wording, or the withheld one
+    # The same id is withheld whatever else is approved; with fewer than five, none is.
+    assert (
+        correction_withheld(withheld[0])
+        and build_dataset(tiny_entries(), corrections=[withheld[0], *FIXES[:2]]).summary()[
+            "corrections_withheld"
+        ]
+        == 0
+    )
 
 
 def tiny_entries():
@@ -136,3 +171,15 @@ def test_a_real_retrain_trains_the_corrections_and_scores_their_held_out_wording
     asked = [r["question"] for r in meta["correction_answers"]["adapter"]]
     assert asked == [correction_heldout(c).text.format(q=c.question) for c in FIXES]
     assert meta["gate"]["reasons"] == result.verdict.reasons and meta["dataset"]["corrections"] == 16
+
+
+def test_the_retrain_summary_says_how_many_corrections_were_held_out_of_training():
+    from adapters.pipeline import correction_line
+
+    counts = {"corrections_used": 10, "corrections_withheld": 2, "corrections": 40}
+    figures = {"base": {"correct": 1, "total": 10}, "adapter": {"correct": 7, "total": 10}}
+    assert correction_line(counts, figures) == (
+        "corrections: 10 used, 2 of them held out of training (the gate asks them with their text as the "
+        "excerpt), 40 training examples; held-out questions (wordings without retrieval, held-out share with "
+        "it): base 1/10, adapter 7/10"
+    )

@@ -14,7 +14,7 @@ import pytest
 from adapters.config import ModelConfig
 from adapters.gate import GateConfig, decide
 from adapters.generate import AdapterRef, Generator, UnsafeAdapterError
-from adapters.registry import AdapterRegistry, RegistryError
+from adapters.registry import AdapterRegistry, FilePointer, RegistryError
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +103,21 @@ def test_promote_and_rollback(tmp_path, real_adapter):
     with pytest.raises(RegistryError, match="acme-v7"):
         reg.promote("acme-v7")
     assert reg.current().name == "acme-v2"
+
+
+def test_the_pointer_is_kept_where_the_registry_is_told(tmp_path, real_adapter):
+    # The bot hands in a database-backed PointerStore (bot/db.py DbPointer, tested against PostgreSQL in
+    # tests/bot/test_store_postgres.py); here, a file outside the versions folder.
+    elsewhere = FilePointer(tmp_path / "shared" / "pointer.json")
+    reg = AdapterRegistry(tmp_path / "adapters", pointer=elsewhere)
+    v1 = reg.register("acme", real_adapter, meta())
+    reg.promote(v1.name)
+    assert json.loads(elsewhere.path.read_text()) == {"current": "acme-v1", "history": ["acme-v1"]}
+    assert not (tmp_path / "adapters" / "current").exists()
+    assert AdapterRegistry(tmp_path / "adapters", pointer=elsewhere).current().name == "acme-v1"
+    elsewhere.path.write_text("{not json")
+    with pytest.raises(RegistryError, match="pointer.json is unreadable"):
+        reg.current()
 
 
 def test_gate_refuses_an_adapter_that_makes_answers_with_retrieval_worse():

@@ -403,3 +403,31 @@ def test_the_reference_with_retrieval_is_recounted_on_the_questions_the_candidat
     assert cut == {"accuracy": 0.5, "correct": 1, "total": 2, "right": [True, False], "qa": "x"}
     assert _first(reference, {"right": [True] * 4}) is reference  # nothing was cut
     assert _first({"accuracy": 0.5, "correct": 1, "total": 2}, {"right": [True]})["total"] == 2  # no lists
+
+
+@pytest.mark.slow
+def test_a_retrain_under_a_time_budget_ends_within_it_and_says_when(tiny_phi3_dir, tmp_path):
+    """The budgeted path (adapters/pipeline.py): the evaluation timed and sized, training given what is left,
+    the ETA carried by every report; the whole call ends near the budget, never far past it."""
+    from adapters.pipeline import retrain
+
+    reg = AdapterRegistry(tmp_path / "adapters")
+    model_cfg = ModelConfig(base_model=str(tiny_phi3_dir), device="cpu", cache_dir=tmp_path / "models")
+    cfg = TrainConfig(
+        name="tiny", time_budget_s=60, batch_size=4, eval_max_new_tokens=8, self_distill_general=False
+    )
+    reports = []
+    started = time.monotonic()
+    result = retrain(
+        model_cfg,
+        cfg,
+        reg,
+        glossary=write_glossary(tmp_path / "g.jsonl", TINY_GLOSSARY),
+        progress=reports.append,
+    )
+    took = time.monotonic() - started
+    assert result.train["steps"] > 0 and result.metrics["adapter"]["total"] > 0
+    assert took < 60 * 1.25, took
+    etas = [r.eta_total_s for r in reports if r.eta_total_s is not None]
+    assert etas and etas[0] <= 60 and all(e >= 0 for e in etas)
+    assert reports[-1].stage == "done"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.slack import build_app
-from bot.slack.fakeapi import FakeSlackAPI
-from bot.slack.simulate import SlackSimulator
+from bot.playground.fakeapi import FakeSlackAPI
+from bot.playground.simulate import SlackSimulator
+from bot.slack.app import build_app, start_up
 from bot.store import Store
 
 from .slack_fake import ADMIN, SIGNING_SECRET, TOKEN, client_for
@@ -39,13 +39,12 @@ def slack_docs(tmp_path_factory) -> Path:
 def slack_services(tmp_path_factory, model_cache, embed_model, slack_docs):
     """Services over an index of `slack_docs`, built once; ADMIN is the one admin."""
     from bot.config import load_settings
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
     home = tmp_path_factory.mktemp("slack-home")
     (home / "models").symlink_to(model_cache, target_is_directory=True)  # the session's converted LLM
     settings = load_settings(home=home, docs_dir=slack_docs, max_new_tokens=12, admins=[ADMIN])
-    services = Services(settings)
-    services.__dict__["embed_model"] = embed_model  # reuse the session's embedder (cached_property slot)
+    services = build_services(settings, embed_model=embed_model)  # reuse the session's embedder
     services.indexer.build()
     return services
 
@@ -54,15 +53,16 @@ def indexed_services(tmp_path_factory, model_cache, embed_model, docs: Path, nam
     """Services of their own (home, a copy of `docs`, the index built) sharing the session's models:
     for tests that write state (corrections, scopes) the shared slack_services must not see."""
     from bot.config import load_settings
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
     root = tmp_path_factory.mktemp(name)
     home = root / "home"
     shutil.copytree(docs, root / "docs")
     home.mkdir()
     (home / "models").symlink_to(model_cache, target_is_directory=True)
-    services = Services(load_settings(home=home, docs_dir=root / "docs", **settings))
-    services.__dict__["embed_model"] = embed_model
+    services = build_services(
+        load_settings(home=home, docs_dir=root / "docs", **settings), embed_model=embed_model
+    )
     services.indexer.build()
     return services
 
@@ -85,7 +85,8 @@ def store_path(tmp_path) -> Path:
 
 @pytest.fixture
 def make_app(slack_services, fake_slack, store_path):
-    """Build the real Bolt app against the fake Slack; call again to simulate a restart (same database)."""
+    """Build the real Bolt app against the fake Slack and start it up as `serve` does; call again to
+    simulate a restart (same database)."""
 
     def make(services=None, **overrides):
         kwargs = {
@@ -93,7 +94,9 @@ def make_app(slack_services, fake_slack, store_path):
             "signing_secret": SIGNING_SECRET,
             "store": Store(store_path),
         }
-        return build_app(services or slack_services, **{**kwargs, "update_interval": 0, **overrides})
+        app = build_app(services or slack_services, **{**kwargs, "update_interval": 0, **overrides})
+        start_up(app)
+        return app
 
     # Stores are left open: a job or answer still finishing in the background may write to them.
     return make
@@ -109,7 +112,8 @@ def playground(slack_services, store_path):
 @contextlib.contextmanager
 def served_playground(services, store: Store):
     """A playground over `services` (every piece streamed), its page served on a free port."""
-    from bot.playground import Playground, make_server
+    from bot.playground.app import Playground
+    from bot.playground.server import make_server
 
     pg = Playground(services, store=store, update_interval=0)
     server = make_server(pg, port=0)

@@ -1,6 +1,6 @@
 """The fake Slack Web API and Slack-signed requests, for the bot tests.
 
-One implementation serves the playground and the tests (bot/slack/fakeapi.py, bot/slack/simulate.py):
+One implementation serves the playground and the tests (bot/playground/fakeapi.py and simulate.py):
 a real HTTP server on 127.0.0.1, port 0, that records every call and answers auth.test,
 chat.postMessage/update/postEphemeral, reactions.add, conversations.replies, users.info and the
 files_upload_v2 steps. Only Slack is faked; the bot under test is the real Bolt app.
@@ -12,9 +12,9 @@ import json
 
 from slack_sdk import WebClient
 
+from bot.playground.fakeapi import Call, FakeSlackAPI
 from bot.slack.answering import APOLOGY, NO_INDEX
 from bot.slack.app import web_client
-from bot.slack.fakeapi import Call, FakeSlackAPI
 
 SIGNING_SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"

@@ -1,7 +1,7 @@
 """A fake Slack Web API that misbehaves on request: the next N calls of a method get a 5xx, a 429 with
 Retry-After, an `ok: false` error, or a connection closed without an answer.
 
-It is bot/slack/fakeapi.py's FakeSlackAPI (a real HTTP server on 127.0.0.1) with its request handler
+It is bot/playground/fakeapi.py's FakeSlackAPI (a real HTTP server on 127.0.0.1) with its request handler
 wrapped, so the bot's real slack_sdk WebClient, with its real retry handlers, meets the faults on the
 wire.
 """
@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from bot.slack.fakeapi import FakeSlackAPI
+from bot.playground.fakeapi import FakeSlackAPI
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The fake Slack Web API with the users the admin check must refuse, and users.info faults on demand.
 
-FakeSlackAPI (bot/slack/fakeapi.py) knows only members and bots. This subclass adds guests, as
+FakeSlackAPI (bot/playground/fakeapi.py) knows only members and bots. This subclass adds guests, as
 users.info shows them (`is_restricted` for a multi-channel guest, also `is_ultra_restricted` for a
 single-channel one), and makes users.info fail the ways Slack can: `ok: false`, an HTTP 500 whose body
 is not Slack's JSON, a dropped connection (nothing answers), or a hang (use `fake.hold("users.info")`).
@@ -9,7 +9,7 @@ Every other method is the fake's own.
 
 from __future__ import annotations
 
-from bot.slack.fakeapi import FakeSlackAPI
+from bot.playground.fakeapi import FakeSlackAPI
 
 FAULTS = ("not_ok", "http_500", "dropped")
 

@@ -78,7 +78,7 @@ def test_index_reports_counts_and_a_second_run_embeds_nothing(fresh_home, docs_c
 
 def test_index_prints_why_each_file_was_left_out(tmp_path, fresh_home, embed_model, monkeypatch):
     from bot.config import load_settings
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -89,8 +89,7 @@ def test_index_prints_why_each_file_was_left_out(tmp_path, fresh_home, embed_mod
     with open(docs / "big.txt", "wb") as f:
         f.truncate(2 << 20)  # 2 MB, sparse
     monkeypatch.setenv("EXPERTBOT_MAX_FILE_MB", "1")  # the setting reaches the indexer by its env name
-    svc = Services(load_settings(home=fresh_home, docs_dir=docs))
-    svc.__dict__["embed_model"] = embed_model  # the session's embedder (cached_property slot)
+    svc = build_services(load_settings(home=fresh_home, docs_dir=docs), embed_model=embed_model)
     result = run(["index"], obj={"services": svc})
     assert result.exit_code == 0, result.output
     assert "  added          1\n" in result.output and "  skipped        3\n" in result.output
@@ -115,7 +114,7 @@ def test_user_errors_are_clean_messages(tmp_path):
 
     svc = Services(load_settings(home=tmp_path))
     assert "run `expertbot index` first" in run(["ask", "hi"], obj={"services": svc}).output
-    assert not {"embed_model", "generator", "answerer"} & set(svc.__dict__)  # said before loading a model
+    assert not {"embed_model", "generator", "answerer"} & set(svc._parts)  # said before loading a model
     no_docs = run(["index", "--docs", str(tmp_path / "nope")], env={"EXPERTBOT_HOME": str(tmp_path)})
     assert no_docs.exit_code == 1 and "does not exist" in no_docs.output
 

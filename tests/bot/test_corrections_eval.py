@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from bot.cli import main
 from bot.corrections import Correction
 from bot.evaluate import QAFileError, contains_all, corrections_qa
-from bot.slack.listeners.commands.retrain_adapter import correction_lines
+from bot.slack.summaries import correction_lines
 
 from .conftest import indexed_services
 
@@ -105,3 +105,8 @@ def test_the_retrain_summary_says_how_many_corrections_were_used_and_how_the_hel
         "held-out questions without retrieval: base 10% (1/10) → adapter 70% (7/10)"
     )
     assert correction_lines({}, None) == []  # no corrections: no line
+    (line,) = correction_lines({**counts, "corrections_scoped": 0, "corrections_withheld": 2}, figures)
+    assert line == (
+        "Corrections: 10 used, 40 training examples; 2 held out of training, asked by the gate with their "
+        "text; held-out questions: base 10% (1/10) → adapter 70% (7/10)"
+    )

@@ -44,7 +44,7 @@ def write_qa(path, items) -> None:
 def test_reindex_summaries_carry_the_qa_figures_and_their_change(
     make_app, sim, fake_slack, fresh_home, tmp_path, embed_model, store_path, caplog
 ):
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
     caplog.set_level(logging.DEBUG)
     docs = tmp_path / "docs"
@@ -55,8 +55,7 @@ def test_reindex_summaries_carry_the_qa_figures_and_their_change(
     settings = load_settings(
         home=fresh_home, docs_dir=docs, admins=[ADMIN], eval_qa=str(qa), eval_generate=False
     )
-    services = Services(settings)
-    services.__dict__["embed_model"] = embed_model
+    services = build_services(settings, embed_model=embed_model)
     app = make_app(services)
 
     def reindex(n: int) -> tuple[str, str]:

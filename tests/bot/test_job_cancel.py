@@ -73,7 +73,7 @@ def test_retrain_cancel_stops_training_and_registers_nothing(
     slack_services, make_app, sim, fake_slack, tmp_path
 ):
     from bot.config import load_settings
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
     base = slack_services.settings
     glossary = tmp_path / "glossary.jsonl"
@@ -86,8 +86,7 @@ def test_retrain_cancel_stops_training_and_registers_nothing(
     settings = load_settings(
         home=home, docs_dir=base.docs_dir, admins=base.admins, glossary=glossary, retrain=small
     )
-    services = Services(settings)
-    services.__dict__["embed_model"] = slack_services.embed_model
+    services = build_services(settings, embed_model=slack_services.embed_model)
     store = Store(tmp_path / "bot.sqlite3")
     app = make_app(services, store=store)
 

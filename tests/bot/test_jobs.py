@@ -3,7 +3,9 @@ shutdown."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import pytest
 
@@ -37,6 +39,30 @@ def test_a_job_reports_progress_and_its_result(runner):
     assert seen == [("start", "running"), ("progress", 1), ("progress", 2), ("finish", "succeeded")]
     assert done.state == "succeeded" and done.result == {"answer": 42}
     assert done.progress["done"] == 2 and done.progress["loss"] == 0.5 and done.progress["eta_s"] is not None
+
+
+def test_an_operations_progress_is_stored_with_the_whole_operations_eta(runner):
+    from bot.operations import Progress
+
+    stored = []
+
+    def work(job):
+        job.report(Progress("train", 1, 4, loss=0.5, message="", eta_s=10, eta_total_s=60))
+        stored.append(dict(runner.store.job(job.id).progress))
+        job.report(Progress("evaluate", message="scoring"))  # no ETA of its own: none is made up
+        return {}
+
+    job = runner.start("retrain", work, requested_by="U1", channel="C1")
+    done = runner.wait(job.id, timeout=30)
+    assert {k: stored[0][k] for k in ("stage", "done", "total", "loss", "eta_s")} == {
+        "stage": "train",
+        "done": 1,
+        "total": 4,
+        "loss": 0.5,
+        "eta_s": 60,
+    }
+    assert done.progress["stage"] == "evaluate" and done.progress["message"] == "scoring"
+    assert done.progress["eta_s"] is None
 
 
 def test_a_second_job_of_the_same_kind_is_refused_naming_the_running_one(runner):
@@ -180,3 +206,55 @@ def test_shutdown_interrupts_running_jobs_and_releases_their_locks(tmp_path):
     assert store.job(deaf.id).state == "interrupted"  # its late return does not overwrite that
     recovered = JobRunner(Store(tmp_path / "bot.sqlite3")).recover_interrupted()
     assert sorted(j.id for j in recovered) == ["reindex-next", "retrain-next"]  # the shut-down ones stay
+
+
+def test_start_up_leaves_alone_the_jobs_another_live_process_runs(tmp_path):
+    """Two bots sharing one store (EXPERTBOT_DATABASE_URL): a restart of one must not cut off the other's job,
+    yet a job whose process is gone (on this host, or silent for STALE_S on another) is recovered."""
+    import socket
+    import subprocess
+    import sys
+
+    from bot.jobs import STALE_S
+    from bot.store import days_ago_iso
+
+    store = Store(tmp_path / "bot.sqlite3")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        here = socket.gethostname()
+        for job_id, kind, owner in (("reindex-a", "reindex", f"{here}:{other.pid}"),
+                                    ("retrain-b", "retrain", "other-host:4242")):  # fmt: skip
+            store.add_job(job_id, kind, requested_by="U1", channel="C1")
+            store.own_job(job_id, owner)
+        assert JobRunner(store).recover_interrupted() == []  # both owners alive: left running
+        assert store.job("reindex-a").state == store.job("retrain-b").state == "running"
+        other.kill()
+        other.wait()
+        store._exec(
+            "UPDATE job_owners SET beat = :b WHERE job_id = 'retrain-b'", b=days_ago_iso(STALE_S / 86400 * 2)
+        )
+        recovered = JobRunner(store).recover_interrupted()
+        assert sorted((j.id, j.state) for j in recovered) == [
+            ("reindex-a", "interrupted"),
+            ("retrain-b", "interrupted"),
+        ]
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_running_job_records_its_process_and_beats(tmp_path):
+    store = Store(tmp_path / "bot.sqlite3")
+    release = threading.Event()
+    runner = JobRunner(store, beat_s=0.05)
+    job = runner.start("reindex", lambda j: release.wait(30) and {}, requested_by="U1", channel="C1")
+    try:
+        owner, first = store.job_owner(job.id)
+        assert owner == runner.owner and owner.endswith(f":{os.getpid()}")
+        deadline = time.monotonic() + 10
+        while store.job_owner(job.id)[1] == first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.job_owner(job.id)[1] > first  # the heartbeat moved on
+    finally:
+        release.set()
+    runner.wait(job.id, timeout=30)

@@ -103,10 +103,10 @@ def test_github_slugs_and_a_bad_base_url():
 
 def test_ask_prints_links_into_the_published_docs(acme_services):
     settings = acme_services.settings.model_copy(update={"docs_url": BASE})
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
-    linked = Services(settings)  # the same index and models, with EXPERTBOT_DOCS_URL set
-    linked.__dict__["answerer"] = acme_services.answerer
+    # The same index and models, with EXPERTBOT_DOCS_URL set.
+    linked = build_services(settings, answerer=acme_services.answerer)
     result = CliRunner().invoke(
         main, ["ask", "What is the minimum password length in our security policy?"], obj={"services": linked}
     )

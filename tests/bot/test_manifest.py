@@ -12,7 +12,7 @@ import pytest
 import yaml
 from slack_sdk import WebClient
 
-from bot.slack.fakeapi import FakeSlackAPI
+from bot.playground.fakeapi import FakeSlackAPI
 from bot.slack.listeners.commands import COMMANDS
 from bot.slack.listeners.events import EVENTS
 

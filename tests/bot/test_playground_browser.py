@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from bot.playground import CHANNEL, DM
+from bot.playground.people import CHANNEL, DM
 from bot.slack.format import unescape
 from bot.store import Store
 

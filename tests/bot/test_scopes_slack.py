@@ -21,7 +21,7 @@ from bot.config import load_settings
 from bot.slack import build_app
 from bot.slack.format import unescape
 from bot.store import Store
-from bot.wiring import Services
+from bot.wiring import Services, build_services
 
 from .slack_fake import SIGNING_SECRET, TOKEN, ask, client_for, sources_text
 from .slack_faults import FaultySlackAPI
@@ -47,11 +47,8 @@ class Recording(LlamaCppGenerator):
         return prompt
 
 
-def _services(home, docs, scopes, embed_model=None) -> Services:
-    services = Services(load_settings(home=home, docs_dir=docs, max_new_tokens=12, scopes=scopes))
-    if embed_model is not None:
-        services.__dict__["embed_model"] = embed_model  # the session's (cached_property slot)
-    return services
+def _services(home, docs, scopes, **parts) -> Services:
+    return build_services(load_settings(home=home, docs_dir=docs, max_new_tokens=12, scopes=scopes), **parts)
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +64,11 @@ def scoped(tmp_path_factory, model_cache, embed_model, slack_docs):
     )
     home.mkdir()
     (home / "models").symlink_to(model_cache, target_is_directory=True)
-    services = _services(home, docs, {"hr": HR}, embed_model)
+    plain = _services(home, docs, {"hr": HR})  # nothing built: it says where the base model's GGUF is
+    recording = Recording(plain.settings.base_model_config(), plain._base_gguf())
+    services = _services(home, docs, {"hr": HR}, embed_model=embed_model, generator=recording)
     report = services.indexer.build()
     assert report.scoped == {"hr": 1}  # one chunk, in one scope
-    cfg = services.settings.base_model_config()
-    services.__dict__["generator"] = Recording(cfg, services._base_gguf())
     return services
 
 
@@ -98,7 +95,7 @@ def app(scoped, fake, tmp_path):
 
 @pytest.fixture
 def sim(fake):
-    from bot.slack.simulate import SlackSimulator
+    from bot.playground.simulate import SlackSimulator
 
     return SlackSimulator(SIGNING_SECRET, fake=fake)
 
@@ -178,9 +175,9 @@ def test_the_cli_asks_as_someone_and_says_when_it_is_the_admin_view(scoped, fake
 def test_changing_the_scopes_reindexes_without_embedding_and_the_new_rule_holds(scoped, embed_model):
     home, docs = scoped.settings.home, scoped.settings.docs_dir
     moved = {"hr": {**HR, "channels": ["C0PEOPLE"]}}
-    report = _services(home, docs, moved, embed_model).indexer.build()
+    report = _services(home, docs, moved, embed_model=embed_model).indexer.build()
     assert (report.chunks_embedded, report.rescoped) == (0, 0)  # who may see it changed, not its scope
-    opened = _services(home, docs, {"finance": {"docs": ["hr/**", "payroll/**"]}}, embed_model)
+    opened = _services(home, docs, {"finance": {"docs": ["hr/**", "payroll/**"]}}, embed_model=embed_model)
     shown = CliRunner().invoke(main, ["index"], obj={"services": opened})  # what `expertbot index` says
     assert shown.exit_code == 0, shown.output
     assert "0 embedded" in shown.output and "scoped chunks: finance 1; 1 changed scope" in shown.output
@@ -188,11 +185,11 @@ def test_changing_the_scopes_reindexes_without_embedding_and_the_new_rule_holds(
     assert SCOPED not in {h.file for h in opened.retriever.retrieve(QUESTION, allowed=frozenset({"hr"}))}
     assert SCOPED in {h.file for h in opened.retriever.retrieve(QUESTION, allowed=frozenset({"finance"}))}
     # The index is the module's: put its rule back for whatever runs after this test.
-    assert _services(home, docs, {"hr": HR}, embed_model).indexer.build().rescoped == 1
+    assert _services(home, docs, {"hr": HR}, embed_model=embed_model).indexer.build().rescoped == 1
 
 
 def test_doctor_shows_how_old_the_user_group_memberships_are(scoped, fake, sim):
-    scoped.__dict__.pop("access", None)  # a bot just started: nothing cached yet
+    scoped.apply_scopes()  # a fresh resolver, as in a bot just started: no memberships cached yet
     doctor = ["doctor"]
     before = CliRunner().invoke(main, doctor, obj={"settings": scoped.settings})
     assert f"{HR_GROUP} not fetched yet" in before.output and "usergroups:read" in before.output
@@ -236,8 +233,7 @@ def test_a_reindex_in_slack_applies_an_edited_scopes_table_without_a_restart(
     def read():
         return load_settings(home=home, docs_dir=docs, max_new_tokens=12, scopes=table, admins=[ADMIN])
 
-    services = Services(read(), reload=read)
-    services.__dict__["embed_model"] = embed_model
+    services = build_services(read(), reload=read, embed_model=embed_model)
     app = build_app(services, client=client_for(fake), signing_secret=SIGNING_SECRET,
                     store=Store(tmp_path / "bot.sqlite3"), update_interval=0)  # fmt: skip
     _, _, final = ask(app, sim, fake, QUESTION, channel=HR_CHANNEL, user=PERSON)

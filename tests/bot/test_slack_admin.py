@@ -13,9 +13,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
+from bot.playground.simulate import SlackSimulator
 from bot.slack import build_app
 from bot.slack.guard import FOREIGN
-from bot.slack.simulate import SlackSimulator
 from bot.store import Store
 
 from .slack_fake import ADMIN, PERSON, SIGNING_SECRET, TOKEN, ack_text, client_for

@@ -172,11 +172,12 @@ def test_a_failure_gets_a_short_apology_and_keeps_the_question_out_of_the_logs(
     make_app, sim, fake_slack, tmp_path, embed_model, caplog
 ):
     from bot.config import load_settings
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
     # A data dir whose index pointer is damaged: retrieval fails inside the real Answerer.
-    broken = Services(load_settings(home=tmp_path / "broken-home", docs_dir=tmp_path / "none"))
-    broken.__dict__["embed_model"] = embed_model
+    broken = build_services(
+        load_settings(home=tmp_path / "broken-home", docs_dir=tmp_path / "none"), embed_model=embed_model
+    )
     (broken.store.root / "CURRENT").write_text("{not json")
     app = make_app(services=broken)
     secret_question = "What is the secret codename XYZZY-4471?"
@@ -189,10 +190,11 @@ def test_a_failure_gets_a_short_apology_and_keeps_the_question_out_of_the_logs(
 
 def test_before_any_index_the_asker_is_told_to_run_reindex(make_app, sim, fake_slack, tmp_path, embed_model):
     from bot.config import load_settings
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
-    fresh = Services(load_settings(home=tmp_path / "empty-home", docs_dir=tmp_path / "none"))
-    fresh.__dict__["embed_model"] = embed_model
+    fresh = build_services(
+        load_settings(home=tmp_path / "empty-home", docs_dir=tmp_path / "none"), embed_model=embed_model
+    )
     _, _, final = ask(make_app(services=fresh), sim, fake_slack, QUESTION, channel="CNOINDEX")
     assert final.params["text"] == NO_INDEX and "/reindex" in NO_INDEX
 

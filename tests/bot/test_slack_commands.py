@@ -123,7 +123,7 @@ def test_retrain_posts_progress_then_its_metrics_verdict_and_loss_plot(
     make_app, sim, fake_slack, slack_services, fresh_home, tmp_path, store_path
 ):
     from bot.config import load_settings
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
     # The real training pipeline, made small through settings: three glossary terms, a few steps,
     # short evaluation answers.
@@ -131,7 +131,7 @@ def test_retrain_posts_progress_then_its_metrics_verdict_and_loss_plot(
     glossary.write_text("".join((ACME / "glossary.jsonl").read_text().splitlines(keepends=True)[:3]))
     small = {"max_steps": 4, "batch_size": 4, "val_templates": 1, "eval_max_new_tokens": 8}
     base = slack_services.settings
-    services = Services(
+    services = build_services(
         load_settings(
             home=fresh_home,
             docs_dir=base.docs_dir,
@@ -139,9 +139,9 @@ def test_retrain_posts_progress_then_its_metrics_verdict_and_loss_plot(
             max_new_tokens=base.max_new_tokens,
             glossary=glossary,
             retrain=small,
-        )
+        ),
+        embed_model=slack_services.embed_model,
     )
-    services.__dict__["embed_model"] = slack_services.embed_model
     app = make_app(services)
     started = ack_text(app.dispatch(sim.command("/retrain-adapter", "", user=ADMIN, channel="CTRAIN")))
     job_id = re.search(r"`(retrain-\w+)`", started).group(1)
@@ -166,7 +166,7 @@ def copy_services(slack_services, where: Path):
     """New Services over a copy of slack_services' docs and index, sharing its embedder and LLM: a bot
     that has just started, with nothing of its own built yet (no Chroma client opened on its index)."""
     from bot.config import load_settings
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
     base = slack_services.settings
     home, docs = where / "home", where / "docs"
@@ -174,10 +174,10 @@ def copy_services(slack_services, where: Path):
     shutil.copytree(base.home / "index", home / "index", ignore=shutil.ignore_patterns("build.lock"))
     (home / "models").symlink_to((base.home / "models").resolve(), target_is_directory=True)
     settings = load_settings(home=home, docs_dir=docs, max_new_tokens=base.max_new_tokens, admins=base.admins)
-    services = Services(settings)
-    services.__dict__["embed_model"] = slack_services.embed_model
-    services.__dict__["generator"] = slack_services.generator  # the same engine: no second model load
-    return services
+    # The same embedder and engine: no second model load.
+    return build_services(
+        settings, embed_model=slack_services.embed_model, generator=slack_services.generator
+    )
 
 
 def test_warm_up_a_reindex_and_a_question_at_the_same_moment_all_succeed(

@@ -31,7 +31,7 @@ FIXED = "The Quillmate pairing lasts six weeks, with a check-in every Friday."
 def services(slack_services, tmp_path):
     """A bot whose experts are EXPERT and the user group GROUP (ADMIN is its admin, so an expert too)."""
     from bot.config import load_settings
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
     base = slack_services.settings
     home = tmp_path / "home"
@@ -39,10 +39,10 @@ def services(slack_services, tmp_path):
     (home / "models").symlink_to((base.home / "models").resolve(), target_is_directory=True)
     settings = load_settings(home=home, docs_dir=base.docs_dir, max_new_tokens=base.max_new_tokens,
                              admins=base.admins, experts=[EXPERT, GROUP])  # fmt: skip
-    made = Services(settings)
-    made.__dict__["embed_model"] = slack_services.embed_model
-    made.__dict__["generator"] = slack_services.generator  # the same engine: no second model load
-    return made
+    # The same embedder and engine: no second model load.
+    return build_services(
+        settings, embed_model=slack_services.embed_model, generator=slack_services.generator
+    )
 
 
 @pytest.fixture
@@ -163,10 +163,15 @@ def test_a_non_experts_correction_waits_for_an_expert_who_approves_it_from_a_dm(
     assert on_disk(services).get(pending.id).status == "pending"
 
     click("correction_approve", GROUPIE, GROUPIE)  # an expert through the user group
-    update = fake_slack.wait_for("chat.update", lambda p: p.get("channel") == dms[GROUPIE])[0]
+    # Every expert's DM now shows the verdict, not only the one clicked: nobody reviews it twice.
+    updates = fake_slack.wait_for("chat.update", lambda p: p.get("channel") in dms.values(), count=3)
     assert on_disk(services).get(pending.id).status == "approved"
-    decided = [e["elements"][0]["text"] for e in blocks_of(update, "context")]
-    assert f"✅ Approved by <@{GROUPIE}>" in decided and not blocks_of(update, "actions")
+    for dm in dms.values():
+        (update,) = [u for u in updates if u.params["channel"] == dm]
+        posted = next(c for c in posts if c.params["channel"] == dm)
+        assert update.params["ts"] == posted.response["ts"]
+        decided = [e["elements"][0]["text"] for e in blocks_of(update, "context")]
+        assert f"✅ Approved by <@{GROUPIE}>" in decided and not blocks_of(update, "actions")
 
     click("correction_reject", EXPERT, EXPERT)  # too late: it is decided
     ephemeral_to(fake_slack, EXPERT, "This correction was already approved.")

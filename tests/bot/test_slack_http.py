@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from bot.playground.simulate import SlackSimulator, http_parts
 from bot.slack.answering import BUSY, PLACEHOLDER
 from bot.slack.http import MAX_BODY_BYTES, SlackHTTPServer
-from bot.slack.simulate import SlackSimulator, http_parts
 from bot.store import Store
 
 from .slack_fake import ADMIN, PERSON, SIGNING_SECRET, final_update, in_thread_of

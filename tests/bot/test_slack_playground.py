@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.playground import CHANNEL, DM, Playground, make_server
+from bot.playground.app import Playground
+from bot.playground.people import CHANNEL, DM
+from bot.playground.server import make_server
 from bot.store import Store
 
 from .conftest import served_playground
@@ -82,7 +84,7 @@ def scoped_settings(home: Path, docs: Path, **overrides):
 def scoped_services(tmp_path_factory, slack_services, slack_docs, model_cache):
     """Services over the Slack tests' docs plus an HR document that only the `hr` scope may read. It shares
     the session's embedder and model; its index is its own."""
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
     docs = tmp_path_factory.mktemp("scoped-docs") / "docs"
     shutil.copytree(slack_docs, docs)
@@ -90,9 +92,11 @@ def scoped_services(tmp_path_factory, slack_services, slack_docs, model_cache):
     (docs / HR_DOC).write_text(HR_TEXT)
     home = tmp_path_factory.mktemp("scoped-home")
     (home / "models").symlink_to(model_cache, target_is_directory=True)
-    services = Services(scoped_settings(home, docs))
-    services.__dict__["embed_model"] = slack_services.embed_model
-    services.__dict__["generator"] = slack_services.generator  # one model in memory, not two
+    services = build_services(
+        scoped_settings(home, docs),
+        embed_model=slack_services.embed_model,
+        generator=slack_services.generator,  # one model in memory, not two
+    )
     services.indexer.build()
     return services
 
@@ -105,10 +109,12 @@ def scoped_playground(scoped_services, store_path):
 
 
 def test_with_scopes_the_playground_offers_their_channels_and_people(tmp_path, slack_docs):
-    from bot.wiring import Services
+    from bot.wiring import build_services
 
     # Nothing here loads a model or an index: the pickers come from the settings alone.
-    pg = Playground(Services(scoped_settings(tmp_path / "home", slack_docs)), store=Store(tmp_path / "s.db"))
+    pg = Playground(
+        build_services(scoped_settings(tmp_path / "home", slack_docs)), store=Store(tmp_path / "s.db")
+    )
     server = make_server(pg, port=0)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"

@@ -18,6 +18,7 @@ import urllib.request
 import pytest
 
 from bot.config import load_settings
+from bot.playground.simulate import SlackSimulator, http_parts
 from bot.slack.answering import RESTARTED
 from bot.slack.serve import (
     InvalidCredentialError,
@@ -28,7 +29,6 @@ from bot.slack.serve import (
     serve,
     verified_client,
 )
-from bot.slack.simulate import SlackSimulator, http_parts
 from bot.store import STORE_FILENAME, Store
 from bot.wiring import Services
 

@@ -1,7 +1,7 @@
 """Socket Mode end to end: `expertbot serve` in a subprocess, with SLACK_APP_TOKEN, against local fakes.
 
 The bot is the real thing (CLI, Bolt's SocketModeHandler, the index and model). Only Slack is faked: the
-Web API (bot/slack/fakeapi.py), whose apps.connections.open hands out the URL of a local Socket Mode
+Web API (bot/playground/fakeapi.py), whose apps.connections.open hands out the URL of a local Socket Mode
 server (socket_mode_fake.py) speaking Slack's envelope protocol. The tests look at what Slack would see:
 acks by envelope_id on the websocket, messages posted in threads, and the bot's store on disk.
 """
@@ -22,9 +22,9 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.playground.fakeapi import FakeSlackAPI
+from bot.playground.simulate import SlackSimulator
 from bot.slack.answering import APOLOGY, PLACEHOLDER
-from bot.slack.fakeapi import FakeSlackAPI
-from bot.slack.simulate import SlackSimulator
 from bot.store import Store
 
 from .slack_fake import ADMIN, PERSON, TOKEN, blocks_of, final_update, in_thread_of, placeholder_for

@@ -1,4 +1,6 @@
-"""The bot's SQLite store: de-duplication across restarts, votes, audit, jobs (one running per kind)."""
+"""The bot's SQLite store: de-duplication across restarts, votes, audit, jobs (one running per kind).
+
+The same behaviour against PostgreSQL: tests/bot/test_store_postgres.py."""
 
 from __future__ import annotations
 
@@ -102,3 +104,47 @@ def test_only_one_job_of_a_kind_runs_at_a_time(tmp_path):
     assert [j.id for j in store.jobs(kind="reindex")] == ["reindex-1", "reindex-2"]
     with pytest.raises(ValueError, match="finished job's state"):
         store.finish_job("reindex-2", "running")
+
+
+# The tables as bot/store.py created them with sqlite3, before SQLAlchemy: a bot.sqlite3 of an earlier
+# release must be used as it is.
+EARLIER_SCHEMA = """
+CREATE TABLE seen_events (key TEXT PRIMARY KEY, seen_at TEXT NOT NULL);
+CREATE TABLE answers (
+    id TEXT PRIMARY KEY, channel TEXT NOT NULL, message_ts TEXT, thread_ts TEXT, asked_by TEXT,
+    adapter TEXT, sources TEXT NOT NULL, refused INTEGER NOT NULL, created TEXT NOT NULL);
+CREATE TABLE feedback (
+    answer_id TEXT NOT NULL, user TEXT NOT NULL, vote TEXT NOT NULL CHECK (vote IN ('up', 'down')),
+    at TEXT NOT NULL, PRIMARY KEY (answer_id, user));
+CREATE TABLE answer_texts (
+    answer_id TEXT PRIMARY KEY, question TEXT NOT NULL, answer TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, user TEXT NOT NULL, command TEXT NOT NULL,
+    decision TEXT NOT NULL, job_id TEXT);
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, state TEXT NOT NULL, progress TEXT NOT NULL,
+    requested_by TEXT NOT NULL, channel TEXT NOT NULL, message_ts TEXT, created TEXT NOT NULL,
+    finished TEXT, result TEXT, error TEXT);
+CREATE UNIQUE INDEX one_running_job_per_kind ON jobs (kind) WHERE state = 'running';
+INSERT INTO seen_events VALUES ('event:Ev0', '2026-11-30T10:00:00.000000Z');
+INSERT INTO feedback VALUES ('a0', 'U1', 'up', '2026-11-30T10:00:00.000000Z');
+INSERT INTO audit (at, user, command, decision)
+    VALUES ('2026-11-30T10:00:00.000000Z', 'U1', '/reindex', 'ok');
+"""
+
+
+def test_a_database_file_of_an_earlier_release_is_used_as_it_is(tmp_path):
+    path = tmp_path / "bot.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(EARLIER_SCHEMA)
+    store = Store(path)
+    assert store.claim_event("event:Ev0") is False and store.claim_event("event:Ev1") is True
+    store.record_vote("a0", "U1", "down")  # the old primary key still makes it one vote
+    assert [(v["user"], v["vote"]) for v in store.votes("a0")] == [("U1", "down")]
+    store.audit("U2", "/retrain-adapter", "started")
+    assert [e.user for e in store.audit_log()] == ["U1", "U2"]
+    store.record_failed_delivery("Ev1", "C1", "chat.postMessage: HTTP 503")  # a table it lacked is added
+    assert store.count_failed_deliveries() == 1
+    store.add_job("reindex-1", "reindex", requested_by="U1", channel="C1")
+    with pytest.raises(JobConflictError):
+        store.add_job("reindex-2", "reindex", requested_by="U1", channel="C1")

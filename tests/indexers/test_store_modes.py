@@ -101,7 +101,7 @@ def test_chroma_server_mode(tmp_path, docs_copy, embed_model, chroma_server):
     assert second.changed == ["handbook/onboarding.md"] and second.chunks_embedded == 1
     # The incremental build added its one chunk to the first generation's collection: nothing was copied.
     shared = indexer.store.collection_name(first.generation)
-    assert {c.name for c in indexer.store.client.list_collections()} == {shared}
+    assert data_collections(indexer.store) == {shared}
     kept = indexer.store.chunk_ids(first.generation) | indexer.store.chunk_ids(second.generation)
     assert indexer.store.collection(second.generation).count() == len(kept)  # the previous one is kept...
     indexer.store.cfg.keep_generations = 1
@@ -110,13 +110,50 @@ def test_chroma_server_mode(tmp_path, docs_copy, embed_model, chroma_server):
     assert sorted(stored) == sorted(indexer.store.chunk_ids(second.generation))  # ...until not wanted
     third = indexer.build(full=True)  # a full build starts a collection of its own
     indexer.store.cleanup()
-    assert {c.name for c in indexer.store.client.list_collections()} == {
-        indexer.store.collection_name(third.generation)
-    }
+    assert data_collections(indexer.store) == {indexer.store.collection_name(third.generation)}
     assert (
         Retriever(cfg, embed_model)
         .retrieve("How long is the Quillmate pairing?")[0]
         .text.endswith("9 weeks.")
+    )
+
+
+def data_collections(store) -> set[str]:
+    """The server's collections but the pointer's and manifests' own (store.meta_name)."""
+    return {c.name for c in store.client.list_collections()} - {store.meta_name}
+
+
+def test_a_second_host_sees_a_reindex_through_the_chroma_server_alone(
+    tmp_path, docs_copy, embed_model, chroma_server
+):
+    """Two hosts, two data folders, one Chroma server: no disk is shared."""
+    host = lambda name: IndexConfig(  # noqa: E731
+        data_dir=tmp_path / name, docs_dir=docs_copy, chroma_url=chroma_server, show_progress=False
+    )
+    a, b = host("a"), host("b")
+    indexer = Indexer(a, embed_model)
+    first = indexer.build()
+    on_a, on_b = Retriever(a, embed_model), Retriever(b, embed_model)
+    questions = ["Which VPN do we use?", "How long is the Quillmate pairing?", "Quillmate"]
+    for q in questions:  # B rebuilt BM25 from the server's rows: the same hits, both sides of the hybrid
+        assert [h.id for h in on_b.retrieve(q)] == [h.id for h in on_a.retrieve(q)]
+        assert on_b._gen.bm25_ids(q, None) == on_a._gen.bm25_ids(q, None)
+    assert on_b.generation == first.generation and (b.index_dir / first.generation / "bm25").is_dir()
+    assert not (b.index_dir / "chroma").exists()
+
+    (docs_copy / "handbook/onboarding.md").write_text(
+        "# Onboarding\n\nYour Quillmate pairing lasts 9 weeks.\n"
+    )
+    second = indexer.build()
+    assert on_b.reopen() and on_b.generation == second.generation  # B follows A's reindex
+    assert on_b.retrieve("How long is the Quillmate pairing?")[0].text.endswith("9 weeks.")
+    # A third host opened only now, after A kept one generation: old manifests are gone from the server too.
+    indexer.store.cfg.keep_generations = 1
+    indexer.store.cleanup()
+    meta = indexer.store._meta_collection().get(include=[])["ids"]
+    assert sorted(meta) == ["CURRENT", f"manifest/{second.generation}"]
+    assert (
+        Retriever(host("c"), embed_model).retrieve("Which VPN do we use?")[0].file == "it/helpdesk-faq.html"
     )
 
 

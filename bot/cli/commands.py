@@ -1,72 +1,21 @@
-"""`expertbot`: a stable command-line interface (other tools call it; --json output keeps its shape)."""
+"""`expertbot` and its commands on answers and the index (adapters: training.py, corrections.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import re
 import sys
 
 import click
 
-from .config import ConfigError, Settings, load_settings
-from .links import doc_links
+from bot import operations
+from bot.config import load_settings
+from bot.links import doc_links
+
+from .common import CleanErrors, as_someone, file_progress, say_access, services
 
 log = logging.getLogger("expertbot")
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    """Exceptions that mean the user must change something: shown as one clean line, never a traceback."""
-    from adapters.base import BaseModelNotFoundError, ModelSetupError
-    from adapters.generate import UnsafeAdapterError
-    from adapters.glossary import GlossaryError
-    from adapters.registry import RegistryError
-    from indexers import IndexBuildError, StoreError
-
-    from .corrections import CorrectionError
-    from .evaluate import QAFileError
-    from .slack.serve import SlackSetupError
-    from .wiring import AdapterNotFoundError
-
-    return (
-        ConfigError,
-        IndexBuildError,
-        StoreError,
-        BaseModelNotFoundError,
-        UnsafeAdapterError,
-        AdapterNotFoundError,
-        GlossaryError,
-        RegistryError,
-        QAFileError,
-        CorrectionError,
-        SlackSetupError,
-        ModelSetupError,
-    )
-
-
-class CleanErrors(click.Group):
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except click.exceptions.Exit:
-            raise
-        except Exception as e:
-            if isinstance(e, (click.ClickException, click.Abort)):
-                raise
-            if isinstance(e, _user_errors()):
-                raise click.ClickException(str(e)) from None
-            raise
-
-
-def services(ctx: click.Context):
-    from .wiring import Services
-
-    obj = ctx.ensure_object(dict)
-    if "services" not in obj:
-        given = obj.get("settings")  # tests hand settings in; the CLI reads them, and can again
-        obj["services"] = Services(given or load_settings(), reload=None if given else load_settings)
-    return obj["services"]
 
 
 @click.group(cls=CleanErrors)
@@ -75,6 +24,9 @@ def services(ctx: click.Context):
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """Your company's own expert: answers from your docs, in your words."""
+    from bot.wiring import prepare_process
+
+    prepare_process()  # offline model hubs, quiet libraries: once, before any Services is built
     # OpenMP threads that spin while waiting made the question's embedding 3-10x slower on a busy
     # machine (BENCHMARKS.md, "OpenMP spin-waiting"). libgomp reads this once, when torch loads it,
     # and every command imports torch after this point. A value the user set wins.
@@ -100,7 +52,9 @@ def index(ctx, docs_dir, full, as_json):
         ctx.obj["settings"] = load_settings(docs_dir=docs_dir)
     svc = services(ctx)
     svc.index_config.show_progress = sys.stderr.isatty()  # the embedding bar
-    report = svc.indexer.build(full=full, progress=_file_progress())
+    # The same reindex as /reindex, less the QA eval: with generation on it would load the LLM, and
+    # `expertbot eval` is the command for it.
+    report = operations.reindex(svc, full=full, progress=file_progress()).index
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
@@ -112,57 +66,10 @@ def index(ctx, docs_dir, full, as_json):
         click.echo(f"    {file}: {reason}")
     note = " (nothing changed)" if report.chunks_embedded == 0 and not report.rescoped else ""
     click.echo(f"  {'chunks':<10}{report.chunks_total:>6}   {report.chunks_embedded} embedded{note}")
-    from .scopes import index_report_lines
+    from bot.scopes import index_report_lines
 
     for line in index_report_lines(report.as_dict()):
         click.echo(f"  {line}")
-
-
-def _file_progress():
-    """The count of finished files on stderr: one line kept up to date on a terminal, else one line each
-    time it moves (logs and pipes read those)."""
-    last, tty = [-1], sys.stderr.isatty()
-
-    def report(done: int, total: int) -> None:
-        if done != last[0]:
-            last[0] = done
-            if tty:
-                click.echo(f"\rfiles {done}/{total}" + ("\n" if done >= total else ""), err=True, nl=False)
-            else:
-                click.echo(f"files {done}/{total}", err=True)
-
-    return report
-
-
-def _slack_id(kind: str, prefixes: str):
-    def check(_ctx, param, value):
-        if value is not None and not re.fullmatch(f"[{prefixes}][A-Z0-9]+", value):
-            raise click.BadParameter(f"Slack {kind} ids look like {prefixes[0]}0123ABCD, not {value!r}")
-        return value
-
-    return check
-
-
-def as_someone(command):
-    """--channel and --user: ask as that person there, under the [scopes] rules (bot/scopes.py)."""
-    command = click.option(
-        "--user",
-        default=None,
-        metavar="U…",
-        callback=_slack_id("user", "UW"),
-        help="Ask as this Slack user (with no --channel: in a DM).",
-    )(command)
-    return click.option(
-        "--channel",
-        default=None,
-        metavar="C…",
-        callback=_slack_id("channel", "CGD"),
-        help="Ask in this Slack channel. With neither option: an admin's view of every document.",
-    )(command)
-
-
-def _say_access(access) -> None:
-    click.echo(f"access: {access.why}", err=True)
 
 
 @main.command()
@@ -191,7 +98,7 @@ def ask(ctx, question, channel, user, as_json, no_retrieval, adapter):
             shown["access"] = access.why
         click.echo(json.dumps(shown, indent=2))
         return
-    _say_access(access)
+    say_access(access)
     answer = stream.result()  # the checked answer, not the raw model text (see answer.ground)
     click.echo(answer.text)
     if answer.sources:
@@ -216,26 +123,16 @@ def ask(ctx, question, channel, user, as_json, no_retrieval, adapter):
 @click.pass_context
 def evaluate_cmd(ctx, qa_file, channel, user, out, as_json, no_generate):
     """Score source hit@1/@5, MRR, answer and refusal accuracy, and latency on a QA file."""
-    from tqdm import tqdm
-
-    from .evaluate import corrections_qa, evaluate, load_qa
-
     svc = services(ctx)
     access = svc.access_for(channel, user)
-    _say_access(access)
-    if qa_file == "corrections":
-        items = corrections_qa(svc.corrections.approved(), access.allowed)
-    else:
-        items = load_qa(qa_file)
-    with tqdm(total=len(items), desc="eval", unit="q", file=sys.stderr) as bar:
-        report = evaluate(
-            svc.answerer,
-            items,
-            generate=not no_generate,
-            out=out,
-            progress=lambda _: bar.update(),
-            allowed=access.allowed,
-        )
+    say_access(access)
+    bar = _Bar("eval", "q")
+    try:
+        report = operations.evaluate(
+            svc, qa_file, generate=not no_generate, allowed=access.allowed, out=out, progress=bar
+        ).figures
+    finally:
+        bar.close()
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -251,11 +148,12 @@ def evaluate_cmd(ctx, qa_file, channel, user, out, as_json, no_generate):
 def feedback(ctx, days, as_json):
     """The 👍/👎 votes of the last DAYS, with each answer's question, text, sources and adapter, and the
     share of 👎 by source and by adapter. Loads no model."""
-    from .feedback import feedback_report, summary_lines, vote_lines
-    from .store import Store
+    from bot.feedback import feedback_report, summary_lines, vote_lines
+    from bot.store import Store
 
     settings = ctx.obj.get("settings") or load_settings()
-    report = feedback_report(Store.in_home(settings.home, keep_days=settings.feedback_days), days)
+    store = Store.in_home(settings.home, keep_days=settings.feedback_days, url=settings.database_url)
+    report = feedback_report(store, days)
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
@@ -273,7 +171,7 @@ def feedback(ctx, days, as_json):
 @click.pass_context
 def doctor(ctx):
     """Check models, data directory, index and versions; exit 1 if something is wrong."""
-    from .doctor import run_checks
+    from bot.doctor import run_checks
 
     ok = True
     for passed, name, detail in run_checks(ctx.obj.get("settings") or load_settings()):
@@ -291,7 +189,7 @@ def doctor(ctx):
 @click.pass_context
 def manifest(ctx):
     """Print the Slack app manifest for these settings (paste it at api.slack.com/apps)."""
-    from .manifest import app_manifest
+    from bot.manifest import app_manifest
 
     settings = services(ctx).settings
     click.echo(app_manifest(settings.scopes, settings.experts), nl=False)
@@ -304,19 +202,28 @@ def manifest(ctx):
 @click.pass_context
 def serve(ctx, http, host, port):
     """Run the bot: Socket Mode with SLACK_APP_TOKEN, HTTP with --http, else the local playground."""
-    from .slack.serve import serve as run
+    from bot.playground.server import run_playground
+    from bot.slack.serve import serve as run
 
     try:
-        run(services(ctx), http=http, host=host, port=port)
+        run(services(ctx), http=http, host=host, port=port, playground=run_playground)
     except OSError as e:  # most often: the port is taken by another process
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}; try --port") from None
 
 
-from .cli_adapters import adapters, retrain  # noqa: E402  (they use services(), defined above)
-from .cli_corrections import corrections  # noqa: E402
+class _Bar:
+    """A tqdm bar on stderr for an operation's progress, opened at its first report (which says the total)."""
 
-main.add_command(retrain)
-main.add_command(adapters)
-main.add_command(corrections)
+    def __init__(self, desc: str, unit: str):
+        self.desc, self.unit, self.bar = desc, unit, None
 
-__all__ = ["Settings", "main"]
+    def __call__(self, p: operations.Progress) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=p.total, desc=self.desc, unit=self.unit, file=sys.stderr)
+        self.bar.update((p.done or 0) - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

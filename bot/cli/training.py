@@ -6,18 +6,16 @@ import json
 
 import click
 
+from bot import operations
 
-def services(ctx):
-    from .cli import services as build  # the CLI module imports this one: import at call time
-
-    return build(ctx)
+from .common import services
 
 
-def _progress(p) -> None:
-    if p.stage == "train" and p.total_steps:
+def _progress(p: operations.Progress) -> None:
+    if p.stage == "train" and p.total:
         loss = f" loss {p.loss:.3f}" if p.loss is not None else ""
         eta = f" eta {p.eta_s:.0f}s" if p.eta_s is not None else ""
-        click.echo(f"step {p.step}/{p.total_steps}{loss}{eta}", err=True)
+        click.echo(f"step {p.done}/{p.total}{loss}{eta}", err=True)
     elif p.message:
         click.echo(f"{p.stage}: {p.message}", err=True)
 
@@ -35,13 +33,15 @@ def retrain(ctx, glossary, epochs, max_steps, qlora, as_json):
     """Train a terminology adapter, compare it with the base, and promote it if it passes the gate."""
     from pathlib import Path
 
-    result = services(ctx).retrain(
+    # As /retrain-adapter does, less the QA eval after it (`expertbot eval` is the command for that).
+    result = operations.retrain(
+        services(ctx),
         progress=_progress,
         glossary=Path(glossary) if glossary else None,
         epochs=epochs,
         max_steps=max_steps,
         qlora=qlora,
-    )
+    ).result
     if as_json:
         click.echo(
             json.dumps(
@@ -138,15 +138,11 @@ def _describe(info) -> str:
 def promote(ctx, version, force, as_json):
     """Make VERSION current (running bots pick it up on the next question). A version that failed its
     promotion gate needs --force."""
-    registry = services(ctx).registry
-    gate = registry.get(version).gate
-    if not gate.get("promote") and not force:
-        why = "; ".join(gate.get("reasons") or ["it has no gate verdict"])
-        raise click.ClickException(
-            f"{version} failed its promotion gate: {why}. Promote it anyway with --force."
-        )
-    info = registry.promote(version)
-    click.echo(json.dumps({"current": info.name}) if as_json else f"current adapter: {info.name}")
+    try:
+        change = operations.promote(services(ctx).registry, version, force=force)
+    except operations.GateRefusedError as refused:
+        raise click.ClickException(f"{refused}. Promote it anyway with --force.") from None
+    click.echo(json.dumps({"current": change.name}) if as_json else f"current adapter: {change.name}")
 
 
 @adapters.command()
@@ -154,8 +150,7 @@ def promote(ctx, version, force, as_json):
 @click.pass_context
 def rollback(ctx, as_json):
     """Go back to the version before the current one."""
-    info = services(ctx).registry.rollback()
-    name = info.name if info else None
+    name = operations.rollback(services(ctx).registry).name
     click.echo(
         json.dumps({"current": name}) if as_json else f"current adapter: {name or 'none (base model)'}"
     )

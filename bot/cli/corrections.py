@@ -6,10 +6,10 @@ import json
 
 import click
 
+from .common import services
+
 
 def _corrections(ctx):
-    from .cli import services  # the CLI module imports this one: import at call time
-
     return services(ctx).corrections
 
 
@@ -41,8 +41,6 @@ def corrections() -> None:
 def add(ctx, question, answer, by, source):
     """Add an approved correction."""
     from indexers.scopes import scopes_of
-
-    from .cli import services
 
     svc = services(ctx)
     scopes: tuple[str, ...] = ()

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from slack_bolt.request import BoltRequest
 from slack_sdk.signature import SignatureVerifier
 
-from bot.slack.fakeapi import FakeSlackAPI
+from bot.playground.fakeapi import FakeSlackAPI
 
 
 class SlackSimulator:
