@@ -2,7 +2,7 @@
 
 EXPERTBOT_DATABASE_URL=postgresql://user:password@host:5432/db moves the store (bot/store.py), the experts'
 corrections (bot/corrections.py) and the adapter registry's `current` pointer there, so that several
-`serve` and `worker` processes on several hosts share them. The tables are the same on both: SQLAlchemy
+`serve` processes on several hosts share them. The tables are the same on both: SQLAlchemy
 Core creates them for either dialect and every statement is SQL that both run.
 
 A URL is only ever shown with its password hidden (`redact`).
