@@ -12,8 +12,8 @@ thread (default_decode_threads), which needs no OpenMP barriers at all. Under OM
 bot's policy for torch, each barrier wakes a sleeping thread, and a token of SmolLM2 has hundreds of them.
 
 Flash attention is on by default (a faster prompt pass and decode, the same LoRA fidelity). Prompt-lookup
-drafts (cfg.draft_tokens, _drafted) are off by default: on a 2-core CPU a batch of a few tokens costs 2-4x
-one token, more than the guesses save (BENCHMARKS.md, issue 12).
+drafts (cfg.draft_tokens, adapters/llamacpp_draft.py) are off by default: on a 2-core CPU a batch of a
+few tokens costs 2-4x one token, more than the guesses save (BENCHMARKS.md, issue 12).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 from adapters.config import ModelConfig
 from adapters.engine import PromptEngine, check_messages, pieces_on_worker, utf8_pieces
 from adapters.generate import AdapterRef, check_safe_adapter
+from adapters.llamacpp_draft import DraftStats, drafted
 from adapters.llamacpp_model import EngineSetupError, llama_cpp_module, model_params, weights_file
 
 log = logging.getLogger(__name__)
@@ -319,7 +320,7 @@ class LlamaCppGenerator(PromptEngine):
         try:
             engine.prefill(ids)
             if draft:
-                yield from _drafted(engine, sampler, ids, limit, stop, draft, self.drafts)
+                yield from drafted(engine, sampler, ids, limit, stop, draft, self.drafts)
                 return
             position = len(ids)
             for _ in range(limit):
@@ -344,53 +345,3 @@ class LlamaCppGenerator(PromptEngine):
             )
             engine.ctx.kv_cache_clear()
             return np.concatenate(engine.evaluate(ids, 0, keep_logits=True, chunk=LOGITS_CHUNK))
-
-
-@dataclass
-class DraftStats:
-    """Prompt-lookup drafting so far: decode steps, tokens guessed, guesses kept."""
-
-    steps: int = 0
-    guessed: int = 0
-    kept: int = 0
-
-
-def _drafted(
-    engine: _Engine, sampler, ids: list[int], limit: int, stop: threading.Event, most: int, stats: DraftStats
-):
-    """Greedy decoding with prompt-lookup drafts (llama-cpp-python's LlamaPromptLookupDecoding): the tokens
-    that followed the last bigram's earlier occurrence in the prompt or answer are evaluated in one batch
-    with the new token, and kept for as long as they are what greedy decoding picks from that batch's
-    logits. A RAG answer copies spans of its context, so several tokens often cost one step. The context
-    holds ids' KV with the last one's logits ready (prefill)."""
-    import numpy as np
-    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
-
-    lookup = LlamaPromptLookupDecoding(max_ngram_size=2, num_pred_tokens=most)
-    history = np.array(ids + [0] * limit, dtype=np.intc)  # prompt, then the answer so far
-    n, position, token = 0, len(ids), sampler.sample(engine.ctx, -1)
-    while True:
-        if engine.is_end(token) or stop.is_set():
-            return
-        yield engine.piece(token)
-        history[position], n = token, n + 1
-        if n >= limit:
-            return
-        guess = lookup(history[: position + 1])[: limit - n].tolist()
-        engine.evaluate([token, *guess], position, keep_logits=bool(guess), threads=engine.decode_threads)
-        position += 1
-        stats.steps, stats.guessed = stats.steps + 1, stats.guessed + len(guess)
-        for i, proposed in enumerate(guess):
-            token = sampler.sample(engine.ctx, i)
-            if token != proposed:
-                break
-            stats.kept += 1
-            if engine.is_end(token) or stop.is_set():
-                return
-            yield engine.piece(token)
-            history[position], n, position = token, n + 1, position + 1
-            if n >= limit:
-                return
-        else:
-            token = sampler.sample(engine.ctx, len(guess) if guess else -1)
-        engine.forget_from(position)  # the KV of rejected guesses

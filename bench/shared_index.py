@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import synthetic
 
     work = Path(tempfile.mkdtemp(prefix="bench-shared-"))
+    # A SIGTERM (kill, pkill) then unwinds through the finally below, which stops the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     proc, url = chroma_server(work / "server")
     try:
         emb = load_embed_model()
