@@ -75,19 +75,7 @@ class SlackSimulator:
 
     def mention_event(self, text: str, *, user: str, channel: str, thread_ts: str | None = None) -> dict:
         """A person's channel message mentioning the bot, as the app_mention event Slack would send."""
-        full = f"<@{self.bot_user_id}> {text}"
-        ts = self._ts_for(channel, full, user, thread_ts)
-        event = {
-            "type": "app_mention",
-            "user": user,
-            "text": full,
-            "ts": ts,
-            "channel": channel,
-            "event_ts": ts,
-        }
-        if thread_ts:
-            event["thread_ts"] = thread_ts
-        return event
+        return self._person_event("app_mention", f"<@{self.bot_user_id}> {text}", user, channel, thread_ts)
 
     def dm_event(self, text: str, *, user: str, channel: str, thread_ts: str | None = None) -> dict:
         return self.message_event(text, user=user, channel=channel, channel_type="im", thread_ts=thread_ts)
@@ -97,10 +85,13 @@ class SlackSimulator:
     ) -> dict:
         """A person's message as the message.* event Slack sends for it: channel_type 'im' (a DM), 'mpim'
         (a group DM), 'channel' (a public channel) or 'group' (a private one)."""
+        return self._person_event("message", text, user, channel, thread_ts, channel_type=channel_type)
+
+    def _person_event(self, kind: str, text: str, user: str, channel: str, thread_ts: str | None, **extra):
         ts = self._ts_for(channel, text, user, thread_ts)
         event = {
-            "type": "message",
-            "channel_type": channel_type,
+            "type": kind,
+            **extra,
             "user": user,
             "text": text,
             "ts": ts,
