@@ -24,7 +24,7 @@ from .config import IndexConfig
 from .embedding import embed_tokenizer, embedder_backend
 from .loading import LOADER_VERSION, SkipFile, load_file
 from .scan import DocsScan, scan_docs
-from .store import BM25_DIR, GenerationStore, bm25_retriever_class
+from .store import GenerationStore
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]  # (files done, files total)
@@ -298,7 +298,7 @@ class Indexer:
                 + "; ".join(f"{f}: {r}" for f, r in report.skipped[:5])
             )
         report.rescoped, report.scoped = scopes.rescope(collection, docs, nodes_of, self.cfg.scopes, step)
-        self._write_bm25(gen, all_nodes)
+        self.store.write_bm25(gen, all_nodes)
         report.chunks_total = len(all_nodes)
         report.generation = gen
         self.store.write_manifest(
@@ -345,7 +345,3 @@ class Indexer:
                 reason += "; removed its previously indexed version"
             report.skipped.append((rel, reason))
         return kept
-
-    def _write_bm25(self, gen: str, nodes: list) -> None:
-        retriever = bm25_retriever_class().from_defaults(nodes=nodes, similarity_top_k=self.cfg.candidates)
-        retriever.persist(str(self.store.dir(gen) / BM25_DIR), show_progress=False)

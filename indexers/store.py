@@ -220,10 +220,19 @@ class GenerationStore:
         it), they are rebuilt from the generation's rows on the server first."""
         path = self.dir(generation) / BM25_DIR
         if self.shared and not path.exists():
-            self._rebuild_bm25(generation, manifest or self.manifest(generation), path)
+            self._rebuild_bm25(generation, manifest or self.manifest(generation))
         return path
 
-    def _rebuild_bm25(self, generation: str, manifest: dict | None, path: Path) -> None:
+    def write_bm25(self, generation: str, nodes: list) -> None:
+        """The generation's BM25 index over these nodes (a build's, or a rebuild from the server's rows)."""
+        path = self.dir(generation) / BM25_DIR
+        tmp = path.with_name(f".{BM25_DIR}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        bm25 = bm25_retriever_class().from_defaults(nodes=nodes, similarity_top_k=self.cfg.candidates)
+        bm25.persist(str(tmp), show_progress=False)
+        os.replace(tmp, path)  # a reader never opens half-written files
+
+    def _rebuild_bm25(self, generation: str, manifest: dict | None) -> None:
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
         started = time.monotonic()
@@ -247,11 +256,7 @@ class GenerationStore:
             node = metadata_dict_to_node(found[key][1])
             node.set_content(found[key][0])
             nodes.append(node)
-        tmp = path.with_name(f".{BM25_DIR}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        bm25 = bm25_retriever_class().from_defaults(nodes=nodes, similarity_top_k=self.cfg.candidates)
-        bm25.persist(str(tmp), show_progress=False)
-        os.replace(tmp, path)  # a reader never opens half-written files
+        self.write_bm25(generation, nodes)
         log.info("rebuilt the BM25 index of generation %s from %d chunks on the server in %.1f s",
                  generation, len(nodes), time.monotonic() - started)  # fmt: skip
 
